@@ -1,0 +1,94 @@
+"""The ``trioproxy`` command: serve, sim, demo."""
+
+import argparse
+import logging
+import sys
+
+import trio
+
+from trioproxy.config import MiB, ProxyConfig
+from trioproxy.server import hypercorn_config, serve_app, serve_proxy
+from trioproxy.sim import SimParams, SimUpstream
+
+__all__ = ["main"]
+
+log = logging.getLogger("trioproxy")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trioproxy", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="default %(default)s")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--upstream", help="OpenAI-style base URL, e.g. http://127.0.0.1:8080/v1 "
+                       "(default: the built-in simulated upstream, in-process)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--upstream-key", help="replaces the client's Authorization upstream")
+    serve.add_argument("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
+    serve.add_argument("--keyfile", help="TLS private key (PEM)")
+    serve.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    serve.add_argument("--headers-timeout", type=float, default=600.0, metavar="S",
+                       help="longest wait for upstream response headers (default %(default)s)")
+    serve.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
+                       help="longest upstream silence between chunks (default %(default)s)")
+    serve.add_argument("--max-body-mib", type=float, default=32.0, metavar="MIB",
+                       help="largest request body; larger ones get 413 (default %(default)s)")
+
+    sim = commands.add_parser("sim", help="run the simulated upstream alone")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8080)
+    sim.add_argument("--tokens", type=int, default=16)
+    sim.add_argument("--interval", type=float, default=0.02, metavar="S")
+    sim.add_argument("--headers-delay", type=float, default=0.0, metavar="S")
+    sim.add_argument("--first-token-delay", type=float, default=0.0, metavar="S")
+
+    commands.add_parser("demo", help="stop requests in every phase and time the upstream's close")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            trio.run(_serve, args)
+        elif args.command == "sim":
+            trio.run(_sim, args)
+        else:
+            from trioproxy.demo import run_demo
+
+            logging.getLogger().setLevel(logging.WARNING)
+            trio.run(run_demo)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    config = hypercorn_config(args.host, args.port, args.certfile, args.keyfile)
+    async with trio.open_nursery() as nursery:
+        upstream = args.upstream
+        if upstream is None:
+            (bound,) = await nursery.start(serve_app, SimUpstream(SimParams(interval_s=0.02)),
+                                           hypercorn_config("127.0.0.1", 0))
+            upstream = f"{bound}/v1"
+            log.info("no --upstream given: relaying to the built-in simulated upstream at %s",
+                     upstream)
+        proxy = ProxyConfig(
+            upstream=upstream,
+            upstream_key=args.upstream_key,
+            connect_timeout_s=args.connect_timeout,
+            headers_timeout_s=args.headers_timeout,
+            idle_timeout_s=args.idle_timeout,
+            max_body_bytes=int(args.max_body_mib * MiB),
+        )
+        await nursery.start(serve_proxy, proxy, config)
+        log.info("trioproxy relaying to %s", upstream)
+
+
+async def _sim(args: argparse.Namespace) -> None:
+    params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
+    await serve_app(SimUpstream(params), hypercorn_config(args.host, args.port))

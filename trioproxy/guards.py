@@ -1,0 +1,107 @@
+"""Guards against two hypercorn 0.18 bugs a client can trigger.
+
+Both are patched at the narrowest point that fixes them, once per process, by
+:func:`install`. Each has a regression test in ``tests/test_guards.py``.
+
+1. HTTP/2: a DATA frame for a stream hypercorn already closed (a POST
+   answered before its body finished: a 413, a 404) raises ``KeyError`` in
+   ``H2Protocol._handle_events`` and kills the connection's task group, and
+   with it every sibling stream (hypercorn issue #329). The guard drops such
+   DATA, returning its flow-control credit so the connection window stays open.
+
+2. HTTP/1.1: bytes sent after a complete request (pipelining) make h11
+   answer ``PAUSED``, and hypercorn then blocks its read loop until the
+   response ends. While it is blocked a FIN or RST goes unseen: the request is
+   never told the client left, and the task and socket leak for good. The
+   guard lets the read loop keep reading; the pipelined request is not
+   served: the connection closes after the current response, as RFC 9112
+   section 9.3.2 allows, and the client retries it. The buffered bytes are
+   bounded by ``h11_max_incomplete_size``.
+"""
+
+from typing import Any
+
+import h2.events
+import h2.exceptions
+import h11
+from hypercorn.events import Closed
+from hypercorn.protocol.h2 import H2Protocol
+from hypercorn.protocol.h11 import H11Protocol
+
+__all__ = ["install"]
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _guard_h2_data_after_close()
+    _guard_h11_pipelining()
+
+
+def _guard_h2_data_after_close() -> None:
+    handle_events = H2Protocol._handle_events
+
+    async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
+        known = []
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                # Streams are created while events are handled: a stream
+                # opened in this batch must exist before its DATA is checked.
+                await handle_events(self, [*known, event])
+                known = []
+                continue
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                try:
+                    self.connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+                except h2.exceptions.StreamClosedError:
+                    pass
+                continue
+            known.append(event)
+        await handle_events(self, known)
+
+    H2Protocol._handle_events = _handle_events
+
+
+class _UnpausedConnection(h11.Connection):
+    """An h11 connection that never pauses hypercorn's read loop on pipelined bytes."""
+
+    pipelined = False
+
+    def __init__(self, max_pipelined_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_pipelined_bytes)
+        self._max_pipelined_bytes = max_pipelined_bytes
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if event is h11.PAUSED and self.their_state is h11.DONE:
+            self.pipelined = True
+            if len(self.trailing_data[0]) > self._max_pipelined_bytes:
+                raise h11.RemoteProtocolError("too many pipelined bytes", error_status_hint=400)
+            return h11.NEED_DATA
+        return event
+
+
+def _guard_h11_pipelining() -> None:
+    init = H11Protocol.__init__
+    maybe_recycle = H11Protocol._maybe_recycle
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.connection = _UnpausedConnection(self.config.h11_max_incomplete_size)
+
+    async def _maybe_recycle(self: Any) -> None:
+        if getattr(self.connection, "pipelined", False):
+            await self._close_stream()
+            await self.send(Closed())
+            return
+        await maybe_recycle(self)
+
+    H11Protocol.__init__ = __init__
+    H11Protocol._maybe_recycle = _maybe_recycle
+

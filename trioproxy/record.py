@@ -1,0 +1,107 @@
+"""What happened to one request: its phase while it runs, its outcome once it ends.
+
+Every request ends as exactly one :class:`Outcome` and writes one access-log
+line at INFO. A client's stop is an outcome, not an error: status 499, no
+traceback.
+"""
+
+import enum
+import itertools
+import logging
+import os
+import time
+from typing import Any
+
+__all__ = ["Outcome", "Phase", "RequestRecord"]
+
+access_log = logging.getLogger("trioproxy.access")
+
+
+class Phase(enum.StrEnum):
+    """Where a request is in its life; a stop can come in any of them."""
+
+    UPLOAD = "upload"  # reading the client's request body
+    CONNECT = "connect"  # opening the upstream connection, sending the request
+    WAITING_HEADERS = "waiting_headers"  # request sent, upstream has not answered
+    WAITING_FIRST_BYTE = "waiting_first_byte"  # headers relayed, no body byte yet
+    STREAMING = "streaming"  # body bytes flowing
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    CLIENT_CLOSED = "client_closed"
+    UPSTREAM_ERROR = "upstream_error"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+
+
+# A per-process prefix keeps ids unique across worker processes and restarts.
+_ids = (f"{os.getpid():x}-{n}" for n in itertools.count(1))
+
+
+class RequestRecord:
+    """Mutable facts about one request, written by the relay, read by the log."""
+
+    __slots__ = (
+        "bytes_relayed",
+        "client_closed_at",
+        "events_relayed",
+        "method",
+        "outcome",
+        "path",
+        "phase",
+        "request_id",
+        "started_at",
+        "status",
+        "upstream_closed_at",
+        "upstream_headers_at",
+    )
+
+    def __init__(self, method: str, path: str) -> None:
+        self.request_id = next(_ids)
+        self.method = method
+        self.path = path
+        self.phase = Phase.UPLOAD
+        self.outcome: Outcome | None = None
+        self.status = 0
+        self.bytes_relayed = 0
+        self.events_relayed = 0
+        self.started_at = time.monotonic()
+        self.upstream_headers_at: float | None = None
+        self.client_closed_at: float | None = None
+        self.upstream_closed_at: float | None = None
+
+    def end(self, outcome: Outcome, status: int | None = None) -> bool:
+        """Set the outcome unless one was set first; True if this call set it."""
+        if self.outcome is not None:
+            return False
+        self.outcome = outcome
+        if status is not None:
+            self.status = status
+        return True
+
+    async def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore trace hook: tells connecting apart from waiting for headers."""
+        if name == "http11.receive_response_headers.started":
+            self.phase = Phase.WAITING_HEADERS
+
+    def log(self) -> None:
+        now = time.monotonic()
+        status = 499 if self.outcome is Outcome.CLIENT_CLOSED else self.status
+        ttfb = (
+            "-"
+            if self.upstream_headers_at is None
+            else f"{(self.upstream_headers_at - self.started_at) * 1000:.1f}"
+        )
+        access_log.info(
+            "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f",
+            self.request_id,
+            self.method,
+            self.path,
+            status,
+            self.outcome,
+            self.phase,
+            self.bytes_relayed,
+            self.events_relayed,
+            ttfb,
+            (now - self.started_at) * 1000,
+        )

@@ -1,0 +1,205 @@
+"""The relay: one client request, one upstream request, and the race between them.
+
+Each request lives in one nursery. The relay task reads the body, opens the
+upstream and copies its answer; the watcher task blocks on ASGI ``receive()``
+until ``http.disconnect``. Whichever ends first cancels the nursery's scope.
+The upstream response is held in ``async with``, so a cancel in any phase
+closes the upstream socket (httpcore drops it from the pool; it is never
+reused). Nothing polls.
+
+Upstream failures map to outcomes at one boundary, :meth:`Relay._fail`:
+before response headers the client gets a 502/504 JSON error; after them an
+event stream ends with an SSE ``error`` event, never a fake ``[DONE]``.
+"""
+
+import time
+
+import httpx
+import trio
+
+from trioproxy.asgi import Receive, Scope, Send
+from trioproxy.config import ProxyConfig
+from trioproxy.errors import send_json_error
+from trioproxy.headers import request_headers, response_headers
+from trioproxy.record import Outcome, Phase, RequestRecord
+from trioproxy.sse import EventCounter, error_event
+
+__all__ = ["Relay", "open_upstream_client"]
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request body was still arriving."""
+
+
+class _BodyTooLarge(Exception):
+    """The request body passed ``ProxyConfig.max_body_bytes``."""
+
+
+def open_upstream_client(config: ProxyConfig) -> httpx.AsyncClient:
+    """An httpx client fit for LLM traffic.
+
+    httpx's defaults break it: a 5 s read timeout cuts a model still thinking,
+    and a pool of 100 connections queues the 101st concurrent stream. Timeouts
+    are set per request instead (see :meth:`Relay._timeouts`). HTTP/2 stays
+    off: httpcore sends no RST_STREAM on cancel, so an HTTP/2 upstream would
+    keep generating after the client left.
+    """
+    client = httpx.AsyncClient(
+        http2=False,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
+        timeout=None,
+        follow_redirects=False,
+        trust_env=False,
+    )
+    # httpx adds Accept-Encoding and User-Agent of its own; the upstream
+    # must see the client's headers only, or it may compress for a client that
+    # never asked for it.
+    client.headers.clear()
+    return client
+
+
+class Relay:
+    """The raw ASGI handler for every route under ``/v1/``."""
+
+    def __init__(self, config: ProxyConfig, client: httpx.AsyncClient) -> None:
+        self._config = config
+        self._client = client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = RequestRecord(scope["method"], scope["path"])
+        try:
+            await self._handle(scope, receive, send, record)
+        finally:
+            record.log()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
+        try:
+            body = await self._read_body(scope, receive)
+        except _ClientGone:
+            rec.client_closed_at = time.monotonic()
+            rec.end(Outcome.CLIENT_CLOSED)
+            return
+        except _BodyTooLarge:
+            rec.end(Outcome.COMPLETED, 413)
+            limit = self._config.max_body_bytes
+            await send_json_error(
+                send, 413, f"request body over {limit} bytes", "invalid_request_error",
+                "request_too_large",
+            )
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_client, receive, nursery.cancel_scope, rec)
+            await self._forward(scope, send, body, rec)
+            nursery.cancel_scope.cancel()
+        rec.upstream_closed_at = time.monotonic()
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self._config.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _timeouts(self) -> dict[str, float | None]:
+        # "read" covers the wait for headers here; _relay_answer lowers it to
+        # the idle timeout once headers are in. httpcore reads it lazily from
+        # this same dict when the body iteration starts.
+        return {
+            "connect": self._config.connect_timeout_s,
+            "read": self._config.headers_timeout_s,
+            "write": None,
+            "pool": None,
+        }
+
+    async def _forward(self, scope: Scope, send: Send, body: bytes, rec: RequestRecord) -> None:
+        rec.phase = Phase.CONNECT
+        url = self._config.upstream_url(scope["raw_path"], scope["query_string"])
+        headers = request_headers(scope["headers"], self._config.upstream_key)
+        try:
+            async with self._client.stream(
+                scope["method"],
+                url,
+                headers=headers,
+                content=body,
+                extensions={"trace": rec.trace, "timeout": self._timeouts()},
+            ) as response:
+                await self._relay_answer(response, send, rec)
+        except httpx.HTTPError as exc:
+            await self._fail(send, rec, exc)
+
+    async def _relay_answer(self, response: httpx.Response, send: Send, rec: RequestRecord) -> None:
+        rec.upstream_headers_at = time.monotonic()
+        response.request.extensions["timeout"]["read"] = self._config.idle_timeout_s
+        headers = response_headers(response.headers.raw)
+        counter = None
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            counter = EventCounter()
+            headers.append((b"x-accel-buffering", b"no"))
+        rec.status = response.status_code
+        rec.phase = Phase.WAITING_FIRST_BYTE
+        await send({"type": "http.response.start", "status": rec.status, "headers": headers})
+        try:
+            async for chunk in response.aiter_raw():
+                rec.phase = Phase.STREAMING
+                rec.bytes_relayed += len(chunk)
+                if counter is not None:
+                    counter.feed(chunk)
+                    rec.events_relayed = counter.events
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except httpx.HTTPError as exc:
+            if counter is not None:
+                rec.events_relayed = counter.events
+            raise _MidStreamError(exc, counter is not None) from exc
+        # The answer is whole once the upstream finished: a disconnect seen
+        # while the last bytes go out no longer changes the outcome.
+        rec.end(Outcome.COMPLETED)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _fail(self, send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
+        midstream = isinstance(exc, _MidStreamError)
+        timeout = exc.timeout if midstream else isinstance(exc, httpx.TimeoutException)
+        outcome = Outcome.UPSTREAM_TIMEOUT if timeout else Outcome.UPSTREAM_ERROR
+        if midstream:
+            rec.end(outcome)
+            if exc.event_stream:
+                message = f"upstream {'timed out' if timeout else 'failed'} mid-stream: {exc}"
+                await send({"type": "http.response.body", "body": error_event(message, outcome)})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # A non-event-stream answer is left unfinished: hypercorn then
+            # closes the connection, and the client sees a truncated body
+            # rather than a complete-looking one.
+            return
+        status = 504 if timeout else 502
+        rec.end(outcome, status)
+        what = "timed out" if timeout else "unreachable or failed"
+        await send_json_error(send, status, f"upstream {what}: {exc}", outcome, outcome)
+
+
+class _MidStreamError(httpx.HTTPError):
+    """The upstream broke after its response headers were relayed."""
+
+    def __init__(self, cause: httpx.HTTPError, event_stream: bool) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.event_stream = event_stream
+        self.timeout = isinstance(cause, httpx.TimeoutException)
+
+
+async def _watch_client(receive: Receive, relay_scope: trio.CancelScope, rec: RequestRecord) -> None:
+    """Wait for the client to leave, then stop the relay (and with it the upstream)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if rec.end(Outcome.CLIENT_CLOSED):
+        rec.client_closed_at = time.monotonic()
+    relay_scope.cancel()

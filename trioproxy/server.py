@@ -1,0 +1,56 @@
+"""Serving the proxy with hypercorn's trio worker.
+
+:func:`serve_proxy` owns the upstream client for the server's whole life and
+reports the bound addresses through ``task_status`` so tests can bind port 0.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from trioproxy import guards
+from trioproxy.app import build_app
+from trioproxy.asgi import ASGIApp
+from trioproxy.config import ProxyConfig
+from trioproxy.relay import Relay, open_upstream_client
+
+__all__ = ["hypercorn_config", "serve_app", "serve_proxy"]
+
+
+def hypercorn_config(
+    host: str, port: int, certfile: str | None = None, keyfile: str | None = None
+) -> Config:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.certfile = certfile
+    config.keyfile = keyfile
+    config.accesslog = None  # the relay writes its own line, with the outcome
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.include_server_header = False
+    return config
+
+
+async def serve_app(
+    app: ASGIApp,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    guards.install()
+    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def serve_proxy(
+    proxy: ProxyConfig,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with open_upstream_client(proxy) as client:
+        app = build_app(Relay(proxy, client))
+        await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)

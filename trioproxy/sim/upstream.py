@@ -1,0 +1,244 @@
+"""The simulated upstream: an OpenAI-compatible model server that keeps a record.
+
+Served by hypercorn's trio worker like the proxy, it answers
+``/v1/chat/completions``, ``/v1/completions`` and Anthropic-style
+``/v1/messages`` (streaming or not) and ``GET /v1/models``. Each request's
+timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
+
+==========================  ==============================================
+``x-sim-headers-delay``      seconds before response headers (queue, prompt)
+``x-sim-first-token-delay``  seconds after headers before the first token
+``x-sim-tokens``             tokens to generate (else ``max_tokens``)
+``x-sim-interval``           seconds between tokens
+``x-sim-id``                 the caller's name for the request, for its fate
+``x-sim-fail``               ``500``: answer 500; ``drop``: cut the
+                             connection after the tokens, no end of stream
+==========================  ==============================================
+
+Each request's :class:`Fate` says whether it completed or the peer
+disconnected, when (``time.monotonic()``, comparable across processes on one
+machine) and after how many tokens. The upstream notices a disconnect the way
+the proxy does: a watcher blocked on ``receive()``.
+"""
+
+import hashlib
+import itertools
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import trio
+
+from trioproxy.asgi import Message, Receive, Scope, Send
+from trioproxy.sim.render import CREATED, MODELS, Render, render_for
+
+__all__ = ["Fate", "SimParams", "SimUpstream"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    headers_delay_s: float = 0.0
+    first_token_delay_s: float = 0.0
+    tokens: int = 16
+    interval_s: float = 0.0
+
+
+@dataclass
+class Fate:
+    """What became of one request at the simulated upstream."""
+
+    sim_id: str
+    path: str
+    http_version: str
+    started_at: float
+    headers_at: float | None = None
+    tokens_sent: int = 0
+    bytes_sent: int = 0
+    outcome: str = "running"  # "completed" | "disconnected" | "dropped"
+    ended_at: float | None = None
+    sha256: str = ""
+    started: trio.Event = field(default_factory=trio.Event, repr=False)
+    ended: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("started", "ended")}
+
+
+class _Dropped(Exception):
+    """Raised inside the generator to cut the connection mid-answer."""
+
+
+class SimUpstream:
+    """The ASGI app of the simulated upstream, with the fate of every request."""
+
+    def __init__(self, defaults: SimParams | None = None) -> None:
+        self.defaults = defaults or SimParams()
+        self._fates: dict[str, Fate] = {}
+        self._ids = (f"sim-{n}" for n in itertools.count(1))
+
+    @property
+    def fates(self) -> list[Fate]:
+        return [fate for fate in self._fates.values() if fate.path]
+
+    def fate(self, sim_id: str) -> Fate:
+        """The fate of ``sim_id``, created empty if the request has not arrived yet."""
+        fate = self._fates.get(sim_id)
+        if fate is None:
+            fate = self._fates[sim_id] = Fate(sim_id, "", "", 0.0)
+        return fate
+
+    async def wait_started(self, sim_id: str) -> Fate:
+        fate = self.fate(sim_id)
+        await fate.started.wait()
+        return fate
+
+    async def wait_ended(self, sim_id: str) -> Fate:
+        fate = self.fate(sim_id)
+        await fate.ended.wait()
+        return fate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["path"] == "/v1/models":
+            await _send_json(send, 200, _models())
+        elif scope["path"] == "/sim/fates":
+            await _send_json(send, 200, {"fates": [f.as_json() for f in self.fates]})
+        else:
+            await self._generate(scope, receive, send)
+
+    async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {name.decode(): value.decode() for name, value in scope["headers"]}
+        fate = self.fate(headers.get("x-sim-id") or next(self._ids))
+        fate.path, fate.http_version = scope["path"], scope["http_version"]
+        fate.started_at = time.monotonic()
+        fate.started.set()
+        body = await _read_body(receive)
+        if body is None:
+            return _end(fate, "disconnected")
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = {}
+        render = render_for(scope["path"], request, f"{fate.sim_id}")
+        if render is None:
+            _end(fate, "completed")
+            return await _send_json(send, 404, {"error": {"message": "no such endpoint"}})
+        params = self._params(headers, request)
+        digest = hashlib.sha256()
+
+        async def emit(data: bytes, more: bool = True) -> None:
+            digest.update(data)
+            fate.bytes_sent += len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, receive, nursery.cancel_scope, fate)
+            try:
+                await _answer(render, params, headers, request, fate, send, emit)
+            except _Dropped:
+                pass
+            nursery.cancel_scope.cancel()
+        fate.sha256 = digest.hexdigest()
+        _end(fate, "completed")
+
+    def _params(self, headers: dict[str, str], request: dict[str, Any]) -> SimParams:
+        d = self.defaults
+        tokens = headers.get("x-sim-tokens") or request.get("max_tokens") or d.tokens
+        return SimParams(
+            headers_delay_s=float(headers.get("x-sim-headers-delay", d.headers_delay_s)),
+            first_token_delay_s=float(headers.get("x-sim-first-token-delay", d.first_token_delay_s)),
+            tokens=int(tokens),
+            interval_s=float(headers.get("x-sim-interval", d.interval_s)),
+        )
+
+
+async def _answer(
+    render: Render, p: SimParams, headers: dict[str, str], request: dict[str, Any],
+    fate: Fate, send: Send, emit: Any,
+) -> None:
+    await trio.sleep(p.headers_delay_s)
+    if headers.get("x-sim-fail") == "500":
+        fate.headers_at = time.monotonic()
+        fate.outcome = "completed"
+        return await _send_json(send, 500, {"error": {"message": "simulated failure",
+                                                      "type": "server_error"}})
+    streaming = bool(request.get("stream", False))
+    if not streaming:
+        await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
+        fate.tokens_sent = p.tokens
+    content_type = b"text/event-stream" if streaming else b"application/json"
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", content_type), (b"cache-control", b"no-cache")]})
+    fate.headers_at = time.monotonic()
+    if not streaming:
+        # Marked before the last send: the server's own end of the stream
+        # also reaches the watcher as http.disconnect.
+        fate.outcome = "completed"
+        return await emit(render.whole(p.tokens), more=False)
+    await trio.sleep(p.first_token_delay_s)
+    for i in range(p.tokens):
+        if i:
+            await trio.sleep(p.interval_s)
+        await emit((render.head() if i == 0 else b"") + render.token(i))
+        fate.tokens_sent = i + 1
+    if headers.get("x-sim-fail") == "drop":
+        fate.outcome = "dropped"
+        # Returning without the last body message makes hypercorn close the
+        # connection: the proxy sees the stream cut, not ended.
+        raise _Dropped
+    fate.outcome = "completed"
+    await emit((b"" if p.tokens else render.head()) + render.tail(p.tokens), more=False)
+
+
+def _end(fate: Fate, outcome: str) -> None:
+    if fate.outcome == "running":
+        fate.outcome = outcome
+    if fate.ended_at is None:
+        fate.ended_at = time.monotonic()
+    fate.ended.set()
+
+
+async def _watch(receive: Receive, scope: trio.CancelScope, fate: Fate) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    if fate.outcome == "running":
+        _end(fate, "disconnected")
+    scope.cancel()
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _models() -> dict[str, Any]:
+    return {"object": "list", "data": [
+        {"id": m, "object": "model", "created": CREATED, "owned_by": "trioproxy-sim"}
+        for m in MODELS
+    ]}
+
+
+async def _send_json(send: Send, status: int, obj: Any) -> None:
+    body = json.dumps(obj).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
