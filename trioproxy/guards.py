@@ -9,14 +9,15 @@ Both are patched at the narrowest point that fixes them, once per process, by
    with it every sibling stream (hypercorn issue #329). The guard drops such
    DATA, returning its flow-control credit so the connection window stays open.
 
-2. HTTP/1.1: bytes sent after a complete request (pipelining) make h11
-   answer ``PAUSED``, and hypercorn then blocks its read loop until the
-   response ends. While it is blocked a FIN or RST goes unseen: the request is
-   never told the client left, and the task and socket leak for good. The
-   guard lets the read loop keep reading; the pipelined request is not
-   served: the connection closes after the current response, as RFC 9112
-   section 9.3.2 allows, and the client retries it. The buffered bytes are
-   bounded by ``h11_max_incomplete_size``.
+2. HTTP/1.1: bytes that arrive after a complete request (pipelining, or a
+   keep-alive client whose next request races the end of the last response)
+   make h11 answer ``PAUSED``, and hypercorn then blocks its read loop until
+   the response ends. While it is blocked a FIN or RST goes unseen: the
+   request is never told the client left, and the task and socket leak for
+   good. The guard tells hypercorn ``NEED_DATA`` instead, so the read loop
+   keeps reading (and sees the client leave); the early bytes wait in h11's
+   buffer, bounded by ``h11_max_incomplete_size``, and are served as soon as
+   the response in flight has ended.
 """
 
 from typing import Any
@@ -24,7 +25,6 @@ from typing import Any
 import h2.events
 import h2.exceptions
 import h11
-from hypercorn.events import Closed
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H11Protocol
 
@@ -71,8 +71,6 @@ def _guard_h2_data_after_close() -> None:
 class _UnpausedConnection(h11.Connection):
     """An h11 connection that never pauses hypercorn's read loop on pipelined bytes."""
 
-    pipelined = False
-
     def __init__(self, max_pipelined_bytes: int) -> None:
         super().__init__(h11.SERVER, max_incomplete_event_size=max_pipelined_bytes)
         self._max_pipelined_bytes = max_pipelined_bytes
@@ -80,7 +78,6 @@ class _UnpausedConnection(h11.Connection):
     def next_event(self) -> Any:
         event = super().next_event()
         if event is h11.PAUSED and self.their_state is h11.DONE:
-            self.pipelined = True
             if len(self.trailing_data[0]) > self._max_pipelined_bytes:
                 raise h11.RemoteProtocolError("too many pipelined bytes", error_status_hint=400)
             return h11.NEED_DATA
@@ -96,11 +93,16 @@ def _guard_h11_pipelining() -> None:
         self.connection = _UnpausedConnection(self.config.h11_max_incomplete_size)
 
     async def _maybe_recycle(self: Any) -> None:
-        if getattr(self.connection, "pipelined", False):
-            await self._close_stream()
-            await self.send(Closed())
-            return
         await maybe_recycle(self)
+        connection = self.connection
+        if (
+            connection.our_state is h11.IDLE
+            and connection.their_state is h11.IDLE
+            and connection.trailing_data[0]
+        ):
+            # Hypercorn would have resumed its paused read loop here; the
+            # guard never paused it, so the waiting request is served now.
+            await self._handle_events()
 
     H11Protocol.__init__ = __init__
     H11Protocol._maybe_recycle = _maybe_recycle

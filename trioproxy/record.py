@@ -32,6 +32,7 @@ class Outcome(enum.StrEnum):
     CLIENT_CLOSED = "client_closed"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    SHUTDOWN = "shutdown"
 
 
 # A per-process prefix keeps ids unique across worker processes and restarts.

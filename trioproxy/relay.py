@@ -69,6 +69,10 @@ class Relay:
         record = RequestRecord(scope["method"], scope["path"])
         try:
             await self._handle(scope, receive, send, record)
+        except trio.Cancelled:
+            # hypercorn never cancels a request; only the server stopping does.
+            record.end(Outcome.SHUTDOWN, 503)
+            raise
         finally:
             record.log()
 
@@ -200,6 +204,10 @@ async def _watch_client(receive: Receive, relay_scope: trio.CancelScope, rec: Re
     """Wait for the client to leave, then stop the relay (and with it the upstream)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+    # After the relay's own end of the answer hypercorn reports a disconnect
+    # too, while the relay is still inside send() running hypercorn's
+    # keep-alive recycling: cancelling it there would leave the connection
+    # half-recycled. Only a stop that decides the outcome cancels.
     if rec.end(Outcome.CLIENT_CLOSED):
         rec.client_closed_at = time.monotonic()
-    relay_scope.cancel()
+        relay_scope.cancel()

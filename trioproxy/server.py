@@ -30,6 +30,8 @@ def hypercorn_config(
     config.accesslog = None  # the relay writes its own line, with the outcome
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    # A relayed answer carries the upstream's own Date; a second one would be noise.
+    config.include_date_header = False
     return config
 
 

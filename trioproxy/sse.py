@@ -22,9 +22,10 @@ class EventCounter:
 
     def feed(self, chunk: bytes) -> None:
         # Two bytes of the previous chunk are enough to see a terminator that
-        # straddles the boundary; counting on the joined bytes never counts twice.
+        # straddles the boundary; one that lies wholly in them was counted then.
         data = self._tail + chunk
-        self.events += data.count(b"\n\n") + data.count(b"\n\r\n")
+        seen = data.count(b"\n\n") + data.count(b"\n\r\n") - self._tail.count(b"\n\n")
+        self.events += seen
         self._tail = data[-2:]
 
 

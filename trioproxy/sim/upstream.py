@@ -58,6 +58,7 @@ class Fate:
     outcome: str = "running"  # "completed" | "disconnected" | "dropped"
     ended_at: float | None = None
     sha256: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
     started: trio.Event = field(default_factory=trio.Event, repr=False)
     ended: trio.Event = field(default_factory=trio.Event, repr=False)
 
@@ -112,6 +113,7 @@ class SimUpstream:
         headers = {name.decode(): value.decode() for name, value in scope["headers"]}
         fate = self.fate(headers.get("x-sim-id") or next(self._ids))
         fate.path, fate.http_version = scope["path"], scope["http_version"]
+        fate.request_headers = headers
         fate.started_at = time.monotonic()
         fate.started.set()
         body = await _read_body(receive)
@@ -168,15 +170,18 @@ async def _answer(
     if not streaming:
         await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
         fate.tokens_sent = p.tokens
-    content_type = b"text/event-stream" if streaming else b"application/json"
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", content_type), (b"cache-control", b"no-cache")]})
-    fate.headers_at = time.monotonic()
     if not streaming:
-        # Marked before the last send: the server's own end of the stream
+        whole = render.whole(p.tokens)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", b"%d" % len(whole))]})
+        fate.headers_at = time.monotonic()
+        # Marked before the last send: the server's own end of the answer
         # also reaches the watcher as http.disconnect.
         fate.outcome = "completed"
-        return await emit(render.whole(p.tokens), more=False)
+        return await emit(whole, more=False)
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+    fate.headers_at = time.monotonic()
     await trio.sleep(p.first_token_delay_s)
     for i in range(p.tokens):
         if i:
@@ -203,9 +208,9 @@ def _end(fate: Fate, outcome: str) -> None:
 async def _watch(receive: Receive, scope: trio.CancelScope, fate: Fate) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    if fate.outcome == "running":
+    if fate.outcome == "running":  # else the answer is ending on its own: let it
         _end(fate, "disconnected")
-    scope.cancel()
+        scope.cancel()
 
 
 async def _read_body(receive: Receive) -> bytes | None:

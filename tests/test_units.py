@@ -1,0 +1,52 @@
+"""Pure pieces: header filtering, SSE counting, URL mapping. No sockets."""
+
+import json
+
+from trioproxy.config import ProxyConfig
+from trioproxy.errors import error_body
+from trioproxy.headers import request_headers, response_headers
+from trioproxy.sim.render import Render
+from trioproxy.sse import EventCounter, error_event
+
+
+def test_hop_by_hop_and_named_connection_headers_are_dropped() -> None:
+    headers = [
+        (b"host", b"proxy"), (b"connection", b"keep-alive, x-private"), (b"x-private", b"1"),
+        (b"te", b"trailers"), (b"content-length", b"5"), (b"x-keep", b"yes"),
+        (b"authorization", b"Bearer client"),
+    ]
+    assert request_headers(headers, None) == [(b"x-keep", b"yes"), (b"authorization", b"Bearer client")]
+
+
+def test_upstream_key_replaces_client_authorization() -> None:
+    out = request_headers([(b"authorization", b"Bearer client"), (b"x-a", b"1")], "sk-real")
+    assert out == [(b"x-a", b"1"), (b"authorization", b"Bearer sk-real")]
+
+
+def test_response_headers_drop_framing_keep_the_rest() -> None:
+    out = response_headers([(b"Transfer-Encoding", b"chunked"), (b"Content-Type", b"text/event-stream"),
+                            (b"Keep-Alive", b"timeout=5"), (b"X-Request-Id", b"abc")])
+    assert out == [(b"content-type", b"text/event-stream"), (b"x-request-id", b"abc")]
+
+
+def test_event_counter_sees_terminators_split_across_chunks() -> None:
+    stream = Render("chat", "m", "id").stream(50).replace(b"\n\n", b"\r\n\r\n", 10)
+    counter = EventCounter()
+    for i in range(0, len(stream), 7):
+        counter.feed(stream[i : i + 7])
+    assert counter.events == 50 + 3  # head, 50 tokens, finish chunk, [DONE]
+
+
+def test_error_event_is_one_sse_event_with_openai_error() -> None:
+    event = error_event("boom", "upstream_error")
+    assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
+    assert json.loads(event.split(b"data: ", 1)[1])["error"]["type"] == "upstream_error"
+    assert json.loads(error_body("m", "t", "c")) == {
+        "error": {"message": "m", "type": "t", "param": None, "code": "c"}
+    }
+
+
+def test_upstream_url_keeps_raw_path_and_query() -> None:
+    config = ProxyConfig(upstream="http://up:8080/v1/")
+    assert config.upstream_url(b"/v1/chat/completions", b"") == "http://up:8080/v1/chat/completions"
+    assert config.upstream_url(b"/v1/files/a%2Fb", b"x=1") == "http://up:8080/v1/files/a%2Fb?x=1"
