@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--upstream-key", help="replaces the client's Authorization upstream")
+    serve.add_argument("--upstream-ca", metavar="PEM",
+                       help="CA bundle to verify an HTTPS upstream (default: the system's)")
     serve.add_argument("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
@@ -84,6 +86,7 @@ async def _serve(args: argparse.Namespace) -> None:
             headers_timeout_s=args.headers_timeout,
             idle_timeout_s=args.idle_timeout,
             max_body_bytes=int(args.max_body_mib * MiB),
+            upstream_ca=args.upstream_ca,
         )
         await nursery.start(serve_proxy, proxy, config)
         log.info("trioproxy relaying to %s", upstream)

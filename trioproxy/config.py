@@ -18,6 +18,8 @@ class ProxyConfig:
     idle_timeout_s: float = 300.0
     """Longest upstream silence between two body chunks."""
     max_body_bytes: int = 32 * MiB
+    upstream_ca: str | None = None
+    """PEM bundle to verify an HTTPS upstream with, instead of the system's."""
 
     def upstream_url(self, raw_path: bytes, query: bytes) -> str:
         # raw_path keeps the client's percent-encoding byte for byte.

@@ -12,6 +12,7 @@ before response headers the client gets a 502/504 JSON error; after them an
 event stream ends with an SSE ``error`` event, never a fake ``[DONE]``.
 """
 
+import ssl
 import time
 
 import httpx
@@ -48,6 +49,7 @@ def open_upstream_client(config: ProxyConfig) -> httpx.AsyncClient:
         http2=False,
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
         timeout=None,
+        verify=ssl.create_default_context(cafile=config.upstream_ca) if config.upstream_ca else True,
         follow_redirects=False,
         trust_env=False,
     )

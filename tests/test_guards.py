@@ -1,0 +1,90 @@
+"""Regression tests for the guards of trioproxy/guards.py and trioproxy/app.py."""
+
+import pathlib
+
+import httpx
+import pytest
+import quart
+import trio
+import trustme
+
+from tests.conftest import Stack, live_tasks, open_fds, start_proxy, start_sim
+from trioproxy.config import ProxyConfig
+from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.scenarios import SCENARIOS, stop_in_phase
+from trioproxy.sim import SimUpstream
+from trioproxy.sim.render import Render
+
+
+async def test_quart_response_timeout_never_cuts_a_stream(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Quart's 60 s default, shrunk so that a 1.2 s stream would be cut by it.
+    shrunk = dict(quart.Quart.default_config) | {"RESPONSE_TIMEOUT": 0.3}
+    monkeypatch.setattr(quart.Quart, "default_config", shrunk)
+    sim = SimUpstream()
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1"))
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            response = await client.post(
+                "/v1/chat/completions", json={"model": "m", "stream": True, "messages": []},
+                headers={"x-sim-id": "slow", "x-sim-tokens": "40", "x-sim-interval": "0.03"},
+            )
+    assert response.content == Render("chat", "m", "slow").stream(40)
+
+
+async def test_pipelined_bytes_do_not_blind_disconnect_detection(stack: Stack) -> None:
+    """A request followed at once by another on the same connection, then FIN."""
+    tasks, fds = live_tasks(), open_fds()
+    first = request_bytes("POST", "/v1/chat/completions", chat_body(True),
+                          {"x-sim-id": "first", "x-sim-headers-delay": "600"})
+    second = request_bytes("POST", "/v1/chat/completions", chat_body(True), {"x-sim-id": "second"})
+    with trio.fail_after(15):
+        client = await RawClient.connect(stack.host, stack.port)
+        await client.send(first + second)
+        await stack.sim.wait_started("first")
+        client.stop(StopKind.FIN)
+        fate = await stack.sim.wait_ended("first")
+        client.close()
+        while (live_tasks(), open_fds()) != (tasks, fds):
+            await trio.sleep(0.01)  # connection teardown runs after the upstream closed
+    assert fate.outcome == "disconnected"
+    assert stack.sim.fate("second").outcome == "running"  # never started: not served after FIN
+
+
+async def test_pipelined_requests_are_served_in_order(stack: Stack) -> None:
+    requests = b"".join(
+        request_bytes("POST", "/v1/chat/completions", chat_body(False), {"x-sim-id": f"p{i}"})
+        for i in range(3)
+    )
+    with trio.fail_after(15):
+        client = await RawClient.connect(stack.host, stack.port)
+        await client.send(requests)
+        await client.read_until(b'"object":"chat.completion"', count=3)
+        client.close()
+    answers = client.received.split(b"HTTP/1.1 ")[1:]
+    assert [answer.split(b"\r\n\r\n", 1)[1] for answer in answers] == [
+        Render("chat", "sim-small", f"p{i}").whole(16) for i in range(3)
+    ]
+
+
+async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
+    nursery: trio.Nursery, tmp_path: pathlib.Path
+) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    sim = SimUpstream()
+    # hypercorn offers h2 by ALPN on TLS: an upstream that would speak HTTP/2.
+    upstream = await start_sim(nursery, sim, certfile=str(tmp_path / "cert.pem"),
+                               keyfile=str(tmp_path / "key.pem"))
+    proxy = await start_proxy(
+        nursery, ProxyConfig(upstream=f"{upstream}/v1", upstream_ca=str(tmp_path / "ca.pem"))
+    )
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(15):
+        result = await stop_in_phase(host, int(port), sim, SCENARIOS[3], StopKind.RST, "tls")
+    assert sim.fate("tls").http_version == "1.1"
+    assert result.upstream == "closed"
