@@ -2,7 +2,9 @@
 
 import argparse
 import logging
+import signal
 import sys
+from functools import partial
 
 import trio
 
@@ -69,6 +71,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
+async def _wait_for_signal() -> None:
+    """Return at SIGINT or SIGTERM: hypercorn then stops accepting and drains."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: shutting down", signal.Signals(signum).name)
+            return
+
+
 async def _serve(args: argparse.Namespace) -> None:
     config = hypercorn_config(args.host, args.port, args.certfile, args.keyfile)
     async with trio.open_nursery() as nursery:
@@ -88,10 +98,14 @@ async def _serve(args: argparse.Namespace) -> None:
             max_body_bytes=int(args.max_body_mib * MiB),
             upstream_ca=args.upstream_ca,
         )
-        await nursery.start(serve_proxy, proxy, config)
-        log.info("trioproxy relaying to %s", upstream)
+        async with trio.open_nursery() as proxy_nursery:
+            serve = partial(serve_proxy, proxy, config, shutdown_trigger=_wait_for_signal)
+            await proxy_nursery.start(serve)
+            log.info("trioproxy relaying to %s", upstream)
+        nursery.cancel_scope.cancel()  # the in-process simulated upstream, if any
 
 
 async def _sim(args: argparse.Namespace) -> None:
     params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
-    await serve_app(SimUpstream(params), hypercorn_config(args.host, args.port))
+    await serve_app(SimUpstream(params), hypercorn_config(args.host, args.port),
+                    shutdown_trigger=_wait_for_signal)

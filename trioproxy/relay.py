@@ -181,8 +181,8 @@ class Relay:
             rec.end(outcome)
             if exc.event_stream:
                 message = f"upstream {'timed out' if timeout else 'failed'} mid-stream: {exc}"
-                await send({"type": "http.response.body", "body": error_event(message, outcome)})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                body = error_event(message, outcome)
+                await send({"type": "http.response.body", "body": body, "more_body": False})
             # A non-event-stream answer is left unfinished: hypercorn then
             # closes the connection, and the client sees a truncated body
             # rather than a complete-looking one.

@@ -30,6 +30,9 @@ def hypercorn_config(
     config.accesslog = None  # the relay writes its own line, with the outcome
     config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
+    # hypercorn's backlog of 100 drops the SYNs of a burst of clients, which
+    # then retry a second later: a storm must be accepted at once.
+    config.backlog = 4096
     # A relayed answer carries the upstream's own Date; a second one would be noise.
     config.include_date_header = False
     return config

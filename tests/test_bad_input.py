@@ -1,0 +1,176 @@
+"""Bad input, from either side, gets a clear error and leaks nothing."""
+
+import json
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import AccessLog, Stack, assert_no_tracebacks, start_proxy, start_sim
+from trioproxy.config import ProxyConfig
+from trioproxy.probe import RawClient
+from trioproxy.sim import SimUpstream
+
+CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
+
+type Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+async def start_raw_upstream(nursery: trio.Nursery, answer: bytes, closed: trio.Event) -> str:
+    """An upstream that reads a request, writes ``answer`` as is, then waits for the proxy to close."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(answer)
+        while await stream.receive_some(65536):
+            pass
+        closed.set()
+
+    return await serve_raw(nursery, handler)
+
+
+async def serve_raw(nursery: trio.Nursery, handler: Handler) -> str:
+    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1"
+
+
+async def proxy_to(nursery: trio.Nursery, upstream: str, **config: float) -> httpx.AsyncClient:
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream, **config))  # type: ignore[arg-type]
+    return httpx.AsyncClient(base_url=proxy, timeout=10)
+
+
+async def test_malformed_http_gets_400_and_server_keeps_serving(stack: Stack) -> None:
+    with trio.fail_after(10):
+        client = await RawClient.connect(stack.host, stack.port)
+        await client.send(b"NOT AN HTTP REQUEST\r\n\r\n")
+        await client.read_all()
+        client.close()
+        async with httpx.AsyncClient(base_url=stack.proxy) as http:
+            health = await http.get("/health")
+    assert client.status == 400 and client.eof
+    assert health.status_code == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_body_over_limit_is_413_json(nursery: trio.Nursery, chunked: bool, access_log: AccessLog) -> None:
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    async with await proxy_to(nursery, f"{upstream}/v1", max_body_bytes=1000) as client:
+        with trio.fail_after(10):
+            body = json.dumps(CHAT | {"pad": "x" * 2000}).encode()
+
+            async def pieces():  # type: ignore[no-untyped-def]
+                yield body
+
+            response = await client.post("/v1/chat/completions", content=pieces() if chunked else body)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert sim.fates == []
+
+
+async def test_paths_outside_v1_get_404_json(stack: Stack) -> None:
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=stack.proxy) as client:
+            response = await client.post("/chat/completions", json=CHAT)
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_upstream_garbage_is_502_json_and_connection_closed(
+    nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = trio.Event()
+    upstream = await start_raw_upstream(nursery, b"SSH-2.0-OpenSSH_9.6\r\n\r\n", closed)
+    async with await proxy_to(nursery, upstream) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/chat/completions", json=CHAT)
+            await closed.wait()
+            line = await access_log.wait_for_line("outcome=")
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "upstream_error"
+    assert " 502 outcome=upstream_error phase=waiting_headers " in line
+    assert_no_tracebacks(caplog)
+
+
+async def test_upstream_unreachable_is_502_json(nursery: trio.Nursery) -> None:
+    with trio.socket.socket() as sock:  # a port that was free a moment ago
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with await proxy_to(nursery, f"http://127.0.0.1:{port}/v1") as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/chat/completions", json=CHAT)
+    assert response.status_code == 502
+    assert "upstream unreachable" in response.json()["error"]["message"]
+
+
+async def test_upstream_cut_mid_stream_ends_with_error_event_not_done(
+    stack: Stack, access_log: AccessLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=stack.proxy) as client:
+            response = await client.post(
+                "/v1/chat/completions", json=CHAT | {"stream": True},
+                headers={"x-sim-id": "cut", "x-sim-tokens": "5", "x-sim-fail": "drop"},
+            )
+        line = await access_log.wait_for_line("outcome=")
+    assert response.status_code == 200
+    events = response.content.split(b"\n\n")
+    assert b"[DONE]" not in response.content
+    assert events[-2].startswith(b"event: error\ndata: ")
+    assert json.loads(events[-2].split(b"data: ")[1])["error"]["type"] == "upstream_error"
+    assert "outcome=upstream_error phase=streaming" in line and "events=6 " in line
+    assert_no_tracebacks(caplog)
+
+
+async def test_upstream_cut_mid_json_is_not_passed_off_as_whole(nursery: trio.Nursery) -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":"
+
+    async def cut(stream: trio.SocketStream) -> None:  # closes right after the partial body
+        await stream.receive_some(65536)
+        await stream.send_all(answer)
+        await stream.aclose()
+
+    async with await proxy_to(nursery, await serve_raw(nursery, cut)) as client:
+        with trio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
+            await client.post("/v1/chat/completions", json=CHAT)
+
+
+async def test_upstream_error_status_is_relayed(stack: Stack) -> None:
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=stack.proxy) as client:
+            response = await client.post("/v1/chat/completions", json=CHAT,
+                                         headers={"x-sim-fail": "500"})
+    assert response.status_code == 500
+    assert response.json()["error"]["message"] == "simulated failure"
+
+
+async def test_headers_timeout_is_504_and_closes_upstream(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    async with await proxy_to(nursery, f"{upstream}/v1", headers_timeout_s=0.3) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/chat/completions", json=CHAT,
+                                         headers={"x-sim-id": "slow", "x-sim-headers-delay": "60"})
+            fate = await sim.wait_ended("slow")
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "upstream_timeout"
+    assert fate.outcome == "disconnected"
+
+
+async def test_idle_timeout_mid_stream_ends_with_error_event(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    # The headers timeout is longer than the idle one: it must no longer apply.
+    config = {"headers_timeout_s": 5.0, "idle_timeout_s": 0.3}
+    async with await proxy_to(nursery, f"{upstream}/v1", **config) as client:
+        with trio.fail_after(10):
+            response = await client.post(
+                "/v1/chat/completions", json=CHAT | {"stream": True},
+                headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "1"},
+            )
+            fate = await sim.wait_ended("idle")
+    last = response.content.split(b"\n\n")[-2]
+    assert json.loads(last.split(b"data: ")[1])["error"]["type"] == "upstream_timeout"
+    assert fate.outcome == "disconnected" and fate.tokens_sent == 1

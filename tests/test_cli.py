@@ -1,0 +1,108 @@
+"""The ``trioproxy`` command, run as users run it: separate processes on real ports."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import trio
+
+from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+
+CLI = [sys.executable, "-m", "trioproxy"]
+
+
+class Running:
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.output = b""
+
+    async def wait_for(self, needle: bytes) -> bytes:
+        """Read the process's stderr until ``needle``; return the line holding it."""
+        assert self.process.stderr is not None
+        while needle not in self.output:
+            chunk = await self.process.stderr.receive_some(65536)
+            if not chunk:
+                raise AssertionError(f"process ended before {needle!r}: {self.output.decode()}")
+            self.output += chunk
+        start = self.output.rfind(b"\n", 0, self.output.index(needle)) + 1
+        return self.output[start : self.output.index(b"\n", self.output.index(needle))]
+
+    async def origin(self) -> str:
+        line = await self.wait_for(b"Running on http")
+        return line.split(b"Running on ")[1].split()[0].decode()
+
+    async def drain(self) -> bytes:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.receive_some(65536):
+            self.output += chunk
+        return self.output
+
+
+@asynccontextmanager
+async def run_cli(*args: str) -> AsyncIterator[Running]:
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    process = await trio.lowlevel.open_process([*CLI, *args], stderr=subprocess.PIPE, env=env)
+    try:
+        yield Running(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+
+
+async def test_serve_relays_and_a_stop_closes_the_upstream() -> None:
+    with trio.fail_after(60):
+        async with run_cli("sim", "--port", "0") as sim:
+            upstream = await sim.origin()
+            async with run_cli("serve", "--upstream", f"{upstream}/v1", "--port", "0") as proxy:
+                origin = await proxy.origin()
+                async with httpx.AsyncClient(base_url=origin) as client:
+                    whole = await client.post(
+                        "/v1/chat/completions", headers={"x-sim-tokens": "5"},
+                        json={"model": "m", "stream": True, "messages": []},
+                    )
+                host, port = origin.removeprefix("http://").rsplit(":", 1)
+                stopped = await RawClient.connect(host, int(port))
+                await stopped.send(request_bytes("POST", "/v1/chat/completions", chat_body(True),
+                                                 {"x-sim-id": "cli", "x-sim-tokens": "100000"}))
+                await stopped.read_until(b"data: ", count=3)
+                stopped.stop(StopKind.RST)
+                await proxy.wait_for(b" 499 outcome=client_closed phase=streaming")
+                async with httpx.AsyncClient(base_url=upstream) as client:
+                    fates = (await client.get("/sim/fates")).json()["fates"]
+                proxy.process.send_signal(signal.SIGINT)
+                log = await proxy.drain()
+                assert await proxy.process.wait() == 0
+    assert whole.content.endswith(b"data: [DONE]\n\n")
+    (fate,) = [f for f in fates if f["sim_id"] == "cli"]
+    assert fate["outcome"] == "disconnected"
+    assert b"Traceback" not in log and b"ERROR" not in log
+
+
+async def test_serve_without_upstream_says_it_uses_the_simulator() -> None:
+    with trio.fail_after(30):
+        async with run_cli("serve", "--port", "0") as proxy:
+            line = await proxy.wait_for(b"simulated upstream")
+            origin = await proxy.origin()
+            async with httpx.AsyncClient(base_url=origin) as client:
+                models = await client.get("/v1/models")
+    assert b"no --upstream given" in line
+    assert models.json()["data"][0]["id"] == "sim-small"
+
+
+async def test_demo_prints_a_closed_upstream_for_every_phase() -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process([*CLI, "demo"], capture_stdout=True, capture_stderr=True)
+    out = result.stdout.decode()
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in
+            {"upload", "waiting_headers", "waiting_first_byte", "streaming", "non_streaming"}]
+    assert len(rows) == 10, out
+    assert all(row[2] == "closed" or row[2:4] == ["never", "opened"] for row in rows), out
+    assert b"Traceback" not in result.stderr
+    assert json.dumps  # the table is for people; the numbers are checked in test_cancel.py
