@@ -95,6 +95,17 @@ def live_tasks() -> int:
     return walk(root)
 
 
+async def wait_for_baseline(tasks: int, fds: int) -> None:
+    """Wait until the run is back to ``tasks`` tasks and ``fds`` open files.
+
+    hypercorn ends a connection's tasks a moment after the upstream closed and
+    nothing signals it, so this one test-side wait polls (bounded by the
+    caller's ``fail_after``).
+    """
+    while (live_tasks(), open_fds()) != (tasks, fds):  # noqa: ASYNC110
+        await trio.sleep(0.01)
+
+
 def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]

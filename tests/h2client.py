@@ -36,15 +36,28 @@ class H2Client:
             view = view[await self._sock.send(view) :]
 
     async def request(
-        self, path: str, headers: dict[str, str], body: bytes = b"", *, end: bool = True,
+        self,
+        path: str,
+        headers: dict[str, str],
+        body: bytes = b"",
+        *,
+        end: bool = True,
         content_length: int | None = None,
     ) -> int:
         stream_id: int = self.conn.get_next_available_stream_id()
         length = len(body) if content_length is None else content_length
-        self.conn.send_headers(stream_id, [
-            (":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "localhost"),
-            ("content-length", str(length)), *headers.items(),
-        ], end_stream=False)
+        self.conn.send_headers(
+            stream_id,
+            [
+                (":method", "POST"),
+                (":path", path),
+                (":scheme", "http"),
+                (":authority", "localhost"),
+                ("content-length", str(length)),
+                *headers.items(),
+            ],
+            end_stream=False,
+        )
         if body or end:
             self.conn.send_data(stream_id, body, end_stream=end)
         await self.flush()

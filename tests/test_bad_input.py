@@ -1,7 +1,7 @@
 """Bad input, from either side, gets a clear error and leaks nothing."""
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 
 import httpx
@@ -19,7 +19,7 @@ type Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
 async def start_raw_upstream(nursery: trio.Nursery, answer: bytes, closed: trio.Event) -> str:
-    """An upstream that reads a request, writes ``answer`` as is, then waits for the proxy to close."""
+    """An upstream that reads a request, writes ``answer`` as is, then awaits the proxy's close."""
 
     async def handler(stream: trio.SocketStream) -> None:
         await stream.receive_some(65536)
@@ -54,17 +54,21 @@ async def test_malformed_http_gets_400_and_server_keeps_serving(stack: Stack) ->
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_body_over_limit_is_413_json(nursery: trio.Nursery, chunked: bool, access_log: AccessLog) -> None:
+async def test_body_over_limit_is_413_json(
+    nursery: trio.Nursery, chunked: bool, access_log: AccessLog
+) -> None:
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
     async with await proxy_to(nursery, f"{upstream}/v1", max_body_bytes=1000) as client:
         with trio.fail_after(10):
             body = json.dumps(CHAT | {"pad": "x" * 2000}).encode()
 
-            async def pieces():  # type: ignore[no-untyped-def]
+            async def pieces() -> AsyncIterator[bytes]:
                 yield body
 
-            response = await client.post("/v1/chat/completions", content=pieces() if chunked else body)
+            response = await client.post(
+                "/v1/chat/completions", content=pieces() if chunked else body
+            )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
     assert sim.fates == []
@@ -111,7 +115,8 @@ async def test_upstream_cut_mid_stream_ends_with_error_event_not_done(
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stack.proxy) as client:
             response = await client.post(
-                "/v1/chat/completions", json=CHAT | {"stream": True},
+                "/v1/chat/completions",
+                json=CHAT | {"stream": True},
                 headers={"x-sim-id": "cut", "x-sim-tokens": "5", "x-sim-fail": "drop"},
             )
         line = await access_log.wait_for_line("outcome=")
@@ -125,7 +130,9 @@ async def test_upstream_cut_mid_stream_ends_with_error_event_not_done(
 
 
 async def test_upstream_cut_mid_json_is_not_passed_off_as_whole(nursery: trio.Nursery) -> None:
-    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"id\":"
+    answer = (
+        b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"id":'
+    )
 
     async def cut(stream: trio.SocketStream) -> None:  # closes right after the partial body
         await stream.receive_some(65536)
@@ -140,8 +147,9 @@ async def test_upstream_cut_mid_json_is_not_passed_off_as_whole(nursery: trio.Nu
 async def test_upstream_error_status_is_relayed(stack: Stack) -> None:
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stack.proxy) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT,
-                                         headers={"x-sim-fail": "500"})
+            response = await client.post(
+                "/v1/chat/completions", json=CHAT, headers={"x-sim-fail": "500"}
+            )
     assert response.status_code == 500
     assert response.json()["error"]["message"] == "simulated failure"
 
@@ -151,8 +159,11 @@ async def test_headers_timeout_is_504_and_closes_upstream(nursery: trio.Nursery)
     upstream = await start_sim(nursery, sim)
     async with await proxy_to(nursery, f"{upstream}/v1", headers_timeout_s=0.3) as client:
         with trio.fail_after(10):
-            response = await client.post("/v1/chat/completions", json=CHAT,
-                                         headers={"x-sim-id": "slow", "x-sim-headers-delay": "60"})
+            response = await client.post(
+                "/v1/chat/completions",
+                json=CHAT,
+                headers={"x-sim-id": "slow", "x-sim-headers-delay": "60"},
+            )
             fate = await sim.wait_ended("slow")
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
@@ -167,7 +178,8 @@ async def test_idle_timeout_mid_stream_ends_with_error_event(nursery: trio.Nurse
     async with await proxy_to(nursery, f"{upstream}/v1", **config) as client:
         with trio.fail_after(10):
             response = await client.post(
-                "/v1/chat/completions", json=CHAT | {"stream": True},
+                "/v1/chat/completions",
+                json=CHAT | {"stream": True},
                 headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "1"},
             )
             fate = await sim.wait_ended("idle")

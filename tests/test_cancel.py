@@ -43,7 +43,8 @@ async def test_stopped_connection_is_not_returned_to_the_pool(stack: Stack) -> N
         await stop_in_phase(stack.host, stack.port, stack.sim, mid, StopKind.FIN, "first")
         async with httpx.AsyncClient(base_url=stack.proxy) as client:
             response = await client.post(
-                "/v1/chat/completions", headers={"x-sim-id": "second"},
+                "/v1/chat/completions",
+                headers={"x-sim-id": "second"},
                 json={"model": "m", "stream": True, "messages": []},
             )
     assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")

@@ -1,6 +1,5 @@
 """The ``trioproxy`` command, run as users run it: separate processes on real ports."""
 
-import json
 import os
 import signal
 import subprocess
@@ -64,13 +63,20 @@ async def test_serve_relays_and_a_stop_closes_the_upstream() -> None:
                 origin = await proxy.origin()
                 async with httpx.AsyncClient(base_url=origin) as client:
                     whole = await client.post(
-                        "/v1/chat/completions", headers={"x-sim-tokens": "5"},
+                        "/v1/chat/completions",
+                        headers={"x-sim-tokens": "5"},
                         json={"model": "m", "stream": True, "messages": []},
                     )
                 host, port = origin.removeprefix("http://").rsplit(":", 1)
                 stopped = await RawClient.connect(host, int(port))
-                await stopped.send(request_bytes("POST", "/v1/chat/completions", chat_body(True),
-                                                 {"x-sim-id": "cli", "x-sim-tokens": "100000"}))
+                await stopped.send(
+                    request_bytes(
+                        "POST",
+                        "/v1/chat/completions",
+                        chat_body(True),
+                        {"x-sim-id": "cli", "x-sim-tokens": "100000"},
+                    )
+                )
                 await stopped.read_until(b"data: ", count=3)
                 stopped.stop(StopKind.RST)
                 await proxy.wait_for(b" 499 outcome=client_closed phase=streaming")
@@ -100,9 +106,13 @@ async def test_demo_prints_a_closed_upstream_for_every_phase() -> None:
     with trio.fail_after(60):
         result = await trio.run_process([*CLI, "demo"], capture_stdout=True, capture_stderr=True)
     out = result.stdout.decode()
-    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in
-            {"upload", "waiting_headers", "waiting_first_byte", "streaming", "non_streaming"}]
+    rows = [
+        line.split()
+        for line in out.splitlines()
+        if line.split()[:1]
+        and line.split()[0]
+        in {"upload", "waiting_headers", "waiting_first_byte", "streaming", "non_streaming"}
+    ]
     assert len(rows) == 10, out
     assert all(row[2] == "closed" or row[2:4] == ["never", "opened"] for row in rows), out
     assert b"Traceback" not in result.stderr
-    assert json.dumps  # the table is for people; the numbers are checked in test_cancel.py

@@ -8,7 +8,7 @@ import quart
 import trio
 import trustme
 
-from tests.conftest import Stack, live_tasks, open_fds, start_proxy, start_sim
+from tests.conftest import Stack, live_tasks, open_fds, start_proxy, start_sim, wait_for_baseline
 from trioproxy.config import ProxyConfig
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
 from trioproxy.scenarios import SCENARIOS, stop_in_phase
@@ -27,7 +27,8 @@ async def test_quart_response_timeout_never_cuts_a_stream(
     with trio.fail_after(20):
         async with httpx.AsyncClient(base_url=proxy) as client:
             response = await client.post(
-                "/v1/chat/completions", json={"model": "m", "stream": True, "messages": []},
+                "/v1/chat/completions",
+                json={"model": "m", "stream": True, "messages": []},
                 headers={"x-sim-id": "slow", "x-sim-tokens": "40", "x-sim-interval": "0.03"},
             )
     assert response.content == Render("chat", "m", "slow").stream(40)
@@ -36,8 +37,12 @@ async def test_quart_response_timeout_never_cuts_a_stream(
 async def test_pipelined_bytes_do_not_blind_disconnect_detection(stack: Stack) -> None:
     """A request followed at once by another on the same connection, then FIN."""
     tasks, fds = live_tasks(), open_fds()
-    first = request_bytes("POST", "/v1/chat/completions", chat_body(True),
-                          {"x-sim-id": "first", "x-sim-headers-delay": "600"})
+    first = request_bytes(
+        "POST",
+        "/v1/chat/completions",
+        chat_body(True),
+        {"x-sim-id": "first", "x-sim-headers-delay": "600"},
+    )
     second = request_bytes("POST", "/v1/chat/completions", chat_body(True), {"x-sim-id": "second"})
     with trio.fail_after(15):
         client = await RawClient.connect(stack.host, stack.port)
@@ -46,8 +51,7 @@ async def test_pipelined_bytes_do_not_blind_disconnect_detection(stack: Stack) -
         client.stop(StopKind.FIN)
         fate = await stack.sim.wait_ended("first")
         client.close()
-        while (live_tasks(), open_fds()) != (tasks, fds):
-            await trio.sleep(0.01)  # connection teardown runs after the upstream closed
+        await wait_for_baseline(tasks, fds)
     assert fate.outcome == "disconnected"
     assert stack.sim.fate("second").outcome == "running"  # never started: not served after FIN
 
@@ -78,8 +82,9 @@ async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     sim = SimUpstream()
     # hypercorn offers h2 by ALPN on TLS: an upstream that would speak HTTP/2.
-    upstream = await start_sim(nursery, sim, certfile=str(tmp_path / "cert.pem"),
-                               keyfile=str(tmp_path / "key.pem"))
+    upstream = await start_sim(
+        nursery, sim, certfile=str(tmp_path / "cert.pem"), keyfile=str(tmp_path / "key.pem")
+    )
     proxy = await start_proxy(
         nursery, ProxyConfig(upstream=f"{upstream}/v1", upstream_ca=str(tmp_path / "ca.pem"))
     )

@@ -16,10 +16,16 @@ BODY = json.dumps({"model": "sim-small", "stream": True, "messages": []}).encode
 async def test_stream_reset_cancels_only_that_stream(stack: Stack, access_log: AccessLog) -> None:
     with trio.fail_after(20):
         client = await H2Client.connect(stack.host, stack.port)
-        doomed = await client.request("/v1/chat/completions", {
-            "x-sim-id": "doomed", "x-sim-tokens": "1000000", "x-sim-interval": "0.005"}, BODY)
-        sibling = await client.request("/v1/chat/completions", {
-            "x-sim-id": "sibling", "x-sim-tokens": "300", "x-sim-interval": "0.002"}, BODY)
+        doomed = await client.request(
+            "/v1/chat/completions",
+            {"x-sim-id": "doomed", "x-sim-tokens": "1000000", "x-sim-interval": "0.005"},
+            BODY,
+        )
+        sibling = await client.request(
+            "/v1/chat/completions",
+            {"x-sim-id": "sibling", "x-sim-tokens": "300", "x-sim-interval": "0.002"},
+            BODY,
+        )
         await client.pump_until(lambda: client.data[doomed].count(b"data: ") >= 5)
         await client.reset(doomed)
         fate = await stack.sim.wait_ended("doomed")
@@ -45,10 +51,12 @@ async def test_data_after_early_answer_does_not_kill_the_connection(nursery: tri
     host, port = proxy.removeprefix("http://").rsplit(":", 1)
     with trio.fail_after(20):
         client = await H2Client.connect(host, int(port))
-        sibling = await client.request("/v1/chat/completions", {
-            "x-sim-id": "sibling", "x-sim-tokens": "200", "x-sim-interval": "0.002"}, BODY)
-        big = await client.request("/v1/chat/completions", {}, b"", end=False,
-                                   content_length=5000)
+        sibling = await client.request(
+            "/v1/chat/completions",
+            {"x-sim-id": "sibling", "x-sim-tokens": "200", "x-sim-interval": "0.002"},
+            BODY,
+        )
+        big = await client.request("/v1/chat/completions", {}, b"", end=False, content_length=5000)
         await client.pump_until(lambda: big in client.ended)
         assert client.headers[big][b":status"] == b"413"
         for _ in range(5):

@@ -17,11 +17,14 @@ from trioproxy.sim.render import Render
 CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def test_stream_relayed_byte_exact_with_sse_headers(stack: Stack, access_log: AccessLog) -> None:
+async def test_stream_relayed_byte_exact_with_sse_headers(
+    stack: Stack, access_log: AccessLog
+) -> None:
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stack.proxy) as client:
             response = await client.post(
-                "/v1/chat/completions", json=CHAT | {"stream": True},
+                "/v1/chat/completions",
+                json=CHAT | {"stream": True},
                 headers={"x-sim-id": "s1", "x-sim-tokens": "40"},
             )
     assert response.status_code == 200
@@ -40,8 +43,12 @@ async def test_ten_thousand_events_arrive_whole_and_in_order(stack: Stack) -> No
     with trio.fail_after(60):
         async with (
             httpx.AsyncClient(base_url=stack.proxy, timeout=30) as client,
-            client.stream("POST", "/v1/chat/completions", json=CHAT | {"stream": True},
-                          headers={"x-sim-id": "big", "x-sim-tokens": "10000"}) as response,
+            client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=CHAT | {"stream": True},
+                headers={"x-sim-id": "big", "x-sim-tokens": "10000"},
+            ) as response,
         ):
             async for chunk in response.aiter_raw():
                 digest.update(chunk)
@@ -60,10 +67,14 @@ async def test_ten_thousand_events_arrive_whole_and_in_order(stack: Stack) -> No
         ("/v1/messages", "messages", {"model": "sim-small", "max_tokens": 5, "messages": []}),
     ],
 )
-async def test_json_answers_pass_through(stack: Stack, path: str, kind: str, request_body: dict[str, object]) -> None:
+async def test_json_answers_pass_through(
+    stack: Stack, path: str, kind: str, request_body: dict[str, object]
+) -> None:
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stack.proxy) as client:
-            response = await client.post(path, json=request_body, headers={"x-sim-id": "j", "x-sim-tokens": "5"})
+            response = await client.post(
+                path, json=request_body, headers={"x-sim-id": "j", "x-sim-tokens": "5"}
+            )
     assert response.status_code == 200
     assert response.content == Render(kind, "sim-small", "j").whole(5)
     assert response.headers["content-length"] == str(len(response.content))
@@ -80,16 +91,25 @@ async def test_any_method_path_and_query_pass_through(stack: Stack) -> None:
     assert stack.sim.fate("d").path == "/v1/files/file-1"
 
 
-async def test_upstream_key_replaces_authorization_and_hop_headers_stay(nursery: trio.Nursery) -> None:
+async def test_upstream_key_replaces_authorization_and_hop_headers_stay(
+    nursery: trio.Nursery,
+) -> None:
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
     proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1", upstream_key="sk-up"))
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy) as client:
-            await client.post("/v1/chat/completions", json=CHAT, headers={
-                "authorization": "Bearer client-key", "x-sim-id": "h", "x-custom": "kept",
-                "connection": "keep-alive, x-hop", "x-hop": "dropped",
-            })
+            await client.post(
+                "/v1/chat/completions",
+                json=CHAT,
+                headers={
+                    "authorization": "Bearer client-key",
+                    "x-sim-id": "h",
+                    "x-custom": "kept",
+                    "connection": "keep-alive, x-hop",
+                    "x-hop": "dropped",
+                },
+            )
     seen = sim.fate("h").request_headers
     assert seen["authorization"] == "Bearer sk-up"
     assert seen["x-custom"] == "kept"
@@ -110,8 +130,11 @@ async def test_health_and_json_404_outside_v1(stack: Stack) -> None:
 async def test_h2c_prior_knowledge_streams(stack: Stack) -> None:
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=stack.proxy, http1=False, http2=True) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True},
-                                         headers={"x-sim-id": "h2c", "x-sim-tokens": "20"})
+            response = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"stream": True},
+                headers={"x-sim-id": "h2c", "x-sim-tokens": "20"},
+            )
     assert response.http_version == "HTTP/2"
     assert response.content == Render("chat", "sim-small", "h2c").stream(20)
 
@@ -126,15 +149,20 @@ async def test_tls_serves_http2_by_alpn(nursery: trio.Nursery, tmp_path: object)
     cert.private_key_pem.write_to_path(str(base / "key.pem"))
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"),
-                              certfile=str(base / "cert.pem"), keyfile=str(base / "key.pem"))
+    proxy = await start_proxy(
+        nursery,
+        ProxyConfig(upstream=f"{upstream}/v1"),
+        certfile=str(base / "cert.pem"),
+        keyfile=str(base / "key.pem"),
+    )
     assert proxy.startswith("https://")
     context = ssl.create_default_context()
     ca.configure_trust(context)
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy, http2=True, verify=context) as client:
-            response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True},
-                                         headers={"x-sim-id": "tls"})
+            response = await client.post(
+                "/v1/chat/completions", json=CHAT | {"stream": True}, headers={"x-sim-id": "tls"}
+            )
     assert response.http_version == "HTTP/2"
     assert response.content == Render("chat", "sim-small", "tls").stream(16)
     assert json.loads(response.content.split(b"data: ")[1])["object"] == "chat.completion.chunk"

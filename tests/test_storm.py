@@ -4,7 +4,7 @@ import random
 
 import trio
 
-from tests.conftest import Stack, live_tasks, open_fds
+from tests.conftest import Stack, live_tasks, open_fds, wait_for_baseline
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
 
 STREAMS = 200
@@ -18,10 +18,17 @@ async def test_storm_of_200_stops(stack: Stack) -> None:
 
     async def one(i: int) -> None:
         sim_id = f"storm-{i}"
-        request = request_bytes("POST", "/v1/chat/completions", chat_body(True), {
-            "x-sim-id": sim_id, "x-sim-tokens": "1000000", "x-sim-interval": "0.1",
-            "x-sim-headers-delay": rng.choice(["0", "0.05", "600"]),
-        })
+        request = request_bytes(
+            "POST",
+            "/v1/chat/completions",
+            chat_body(True),
+            {
+                "x-sim-id": sim_id,
+                "x-sim-tokens": "1000000",
+                "x-sim-interval": "0.1",
+                "x-sim-headers-delay": rng.choice(["0", "0.05", "600"]),
+            },
+        )
         client = await RawClient.connect(stack.host, stack.port)
         await client.send(request)
         # Stop at a random moment once the upstream has the request: 200
@@ -39,15 +46,18 @@ async def test_storm_of_200_stops(stack: Stack) -> None:
         fates = {f.sim_id: f for f in stack.sim.fates}
         for fate in fates.values():
             await fate.ended.wait()
-        while (live_tasks(), open_fds()) != (tasks, fds):
-            await trio.sleep(0.01)  # hypercorn's connection tasks end after the upstream closed
+        await wait_for_baseline(tasks, fds)
 
     assert all(f.outcome == "disconnected" for f in fates.values()), [
-        (f.sim_id, f.outcome) for f in fates.values() if f.outcome != "disconnected"]
-    delays = sorted((f.ended_at - stopped_at[f.sim_id]) * 1000 for f in fates.values()
-                    if f.ended_at is not None)
+        (f.sim_id, f.outcome) for f in fates.values() if f.outcome != "disconnected"
+    ]
+    delays = sorted(
+        (f.ended_at - stopped_at[f.sim_id]) * 1000 for f in fates.values() if f.ended_at is not None
+    )
     assert len(delays) == len(fates) == STREAMS
     p99 = delays[int(len(delays) * 0.99) - 1]
-    print(f"storm: {len(delays)} upstreams closed, p50 {delays[len(delays) // 2]:.2f} ms, "
-          f"p99 {p99:.2f} ms, max {delays[-1]:.2f} ms")
+    print(
+        f"storm: {len(delays)} upstreams closed, p50 {delays[len(delays) // 2]:.2f} ms, "
+        f"p99 {p99:.2f} ms, max {delays[-1]:.2f} ms"
+    )
     assert delays[-1] < BOUND_MS

@@ -11,11 +11,18 @@ from trioproxy.sse import EventCounter, error_event
 
 def test_hop_by_hop_and_named_connection_headers_are_dropped() -> None:
     headers = [
-        (b"host", b"proxy"), (b"connection", b"keep-alive, x-private"), (b"x-private", b"1"),
-        (b"te", b"trailers"), (b"content-length", b"5"), (b"x-keep", b"yes"),
+        (b"host", b"proxy"),
+        (b"connection", b"keep-alive, x-private"),
+        (b"x-private", b"1"),
+        (b"te", b"trailers"),
+        (b"content-length", b"5"),
+        (b"x-keep", b"yes"),
         (b"authorization", b"Bearer client"),
     ]
-    assert request_headers(headers, None) == [(b"x-keep", b"yes"), (b"authorization", b"Bearer client")]
+    assert request_headers(headers, None) == [
+        (b"x-keep", b"yes"),
+        (b"authorization", b"Bearer client"),
+    ]
 
 
 def test_upstream_key_replaces_client_authorization() -> None:
@@ -24,8 +31,14 @@ def test_upstream_key_replaces_client_authorization() -> None:
 
 
 def test_response_headers_drop_framing_keep_the_rest() -> None:
-    out = response_headers([(b"Transfer-Encoding", b"chunked"), (b"Content-Type", b"text/event-stream"),
-                            (b"Keep-Alive", b"timeout=5"), (b"X-Request-Id", b"abc")])
+    out = response_headers(
+        [
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Content-Type", b"text/event-stream"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"X-Request-Id", b"abc"),
+        ]
+    )
     assert out == [(b"content-type", b"text/event-stream"), (b"x-request-id", b"abc")]
 
 

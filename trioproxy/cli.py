@@ -23,22 +23,43 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the proxy")
-    serve.add_argument("--upstream", help="OpenAI-style base URL, e.g. http://127.0.0.1:8080/v1 "
-                       "(default: the built-in simulated upstream, in-process)")
+    serve.add_argument(
+        "--upstream",
+        help="OpenAI-style base URL, e.g. http://127.0.0.1:8080/v1 "
+        "(default: the built-in simulated upstream, in-process)",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--upstream-key", help="replaces the client's Authorization upstream")
-    serve.add_argument("--upstream-ca", metavar="PEM",
-                       help="CA bundle to verify an HTTPS upstream (default: the system's)")
+    serve.add_argument(
+        "--upstream-ca",
+        metavar="PEM",
+        help="CA bundle to verify an HTTPS upstream (default: the system's)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
     serve.add_argument("--keyfile", help="TLS private key (PEM)")
     serve.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
-    serve.add_argument("--headers-timeout", type=float, default=600.0, metavar="S",
-                       help="longest wait for upstream response headers (default %(default)s)")
-    serve.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
-                       help="longest upstream silence between chunks (default %(default)s)")
-    serve.add_argument("--max-body-mib", type=float, default=32.0, metavar="MIB",
-                       help="largest request body; larger ones get 413 (default %(default)s)")
+    serve.add_argument(
+        "--headers-timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="longest wait for upstream response headers (default %(default)s)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="longest upstream silence between chunks (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-body-mib",
+        type=float,
+        default=32.0,
+        metavar="MIB",
+        help="largest request body; larger ones get 413 (default %(default)s)",
+    )
 
     sim = commands.add_parser("sim", help="run the simulated upstream alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -84,11 +105,13 @@ async def _serve(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         upstream = args.upstream
         if upstream is None:
-            (bound,) = await nursery.start(serve_app, SimUpstream(SimParams(interval_s=0.02)),
-                                           hypercorn_config("127.0.0.1", 0))
+            (bound,) = await nursery.start(
+                serve_app, SimUpstream(SimParams(interval_s=0.02)), hypercorn_config("127.0.0.1", 0)
+            )
             upstream = f"{bound}/v1"
-            log.info("no --upstream given: relaying to the built-in simulated upstream at %s",
-                     upstream)
+            log.info(
+                "no --upstream given: relaying to the built-in simulated upstream at %s", upstream
+            )
         proxy = ProxyConfig(
             upstream=upstream,
             upstream_key=args.upstream_key,
@@ -107,5 +130,8 @@ async def _serve(args: argparse.Namespace) -> None:
 
 async def _sim(args: argparse.Namespace) -> None:
     params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
-    await serve_app(SimUpstream(params), hypercorn_config(args.host, args.port),
-                    shutdown_trigger=_wait_for_signal)
+    await serve_app(
+        SimUpstream(params),
+        hypercorn_config(args.host, args.port),
+        shutdown_trigger=_wait_for_signal,
+    )

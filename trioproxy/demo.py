@@ -38,8 +38,11 @@ async def run_demo() -> list[StopResult]:
 
 async def _stream_one(base: str) -> None:
     print("a whole streamed answer, token by token:")
-    request = {"model": "sim-small", "stream": True,
-               "messages": [{"role": "user", "content": "hello"}]}
+    request = {
+        "model": "sim-small",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hello"}],
+    }
     async with (
         httpx.AsyncClient(base_url=base, timeout=10) as client,
         client.stream("POST", "/v1/chat/completions", json=request) as response,

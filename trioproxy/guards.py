@@ -20,6 +20,7 @@ Both are patched at the narrowest point that fixes them, once per process, by
    the response in flight has ended.
 """
 
+import contextlib
 from typing import Any
 
 import h2.events
@@ -46,7 +47,7 @@ def _guard_h2_data_after_close() -> None:
     handle_events = H2Protocol._handle_events
 
     async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
-        known = []
+        known: list[h2.events.Event] = []
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
                 # Streams are created while events are handled: a stream
@@ -55,17 +56,15 @@ def _guard_h2_data_after_close() -> None:
                 known = []
                 continue
             if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
-                try:
+                with contextlib.suppress(h2.exceptions.StreamClosedError):
                     self.connection.acknowledge_received_data(
                         event.flow_controlled_length, event.stream_id
                     )
-                except h2.exceptions.StreamClosedError:
-                    pass
                 continue
             known.append(event)
         await handle_events(self, known)
 
-    H2Protocol._handle_events = _handle_events
+    setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010 (mypy: method-assign)
 
 
 class _UnpausedConnection(h11.Connection):
@@ -104,6 +103,5 @@ def _guard_h11_pipelining() -> None:
             # guard never paused it, so the waiting request is served now.
             await self._handle_events()
 
-    H11Protocol.__init__ = __init__
-    H11Protocol._maybe_recycle = _maybe_recycle
-
+    setattr(H11Protocol, "__init__", __init__)  # noqa: B010
+    setattr(H11Protocol, "_maybe_recycle", _maybe_recycle)  # noqa: B010

@@ -32,8 +32,11 @@ def request_bytes(
 
 
 def chat_body(stream: bool, **extra: Any) -> bytes:
-    request = {"model": "sim-small", "stream": stream,
-               "messages": [{"role": "user", "content": "hello"}]} | extra
+    request = {
+        "model": "sim-small",
+        "stream": stream,
+        "messages": [{"role": "user", "content": "hello"}],
+    } | extra
     return json.dumps(request).encode()
 
 

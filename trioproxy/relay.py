@@ -7,9 +7,9 @@ The upstream response is held in ``async with``, so a cancel in any phase
 closes the upstream socket (httpcore drops it from the pool; it is never
 reused). Nothing polls.
 
-Upstream failures map to outcomes at one boundary, :meth:`Relay._fail`:
-before response headers the client gets a 502/504 JSON error; after them an
-event stream ends with an SSE ``error`` event, never a fake ``[DONE]``.
+Upstream failures map to outcomes in two places: before response headers
+the client gets a 502/504 JSON error; after them an event stream ends with an
+SSE ``error`` event, never a fake ``[DONE]``.
 """
 
 import ssl
@@ -49,7 +49,9 @@ def open_upstream_client(config: ProxyConfig) -> httpx.AsyncClient:
         http2=False,
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
         timeout=None,
-        verify=ssl.create_default_context(cafile=config.upstream_ca) if config.upstream_ca else True,
+        verify=ssl.create_default_context(cafile=config.upstream_ca)
+        if config.upstream_ca
+        else True,
         follow_redirects=False,
         trust_env=False,
     )
@@ -89,7 +91,10 @@ class Relay:
             rec.end(Outcome.COMPLETED, 413)
             limit = self._config.max_body_bytes
             await send_json_error(
-                send, 413, f"request body over {limit} bytes", "invalid_request_error",
+                send,
+                413,
+                f"request body over {limit} bytes",
+                "invalid_request_error",
                 "request_too_large",
             )
             return
@@ -143,7 +148,7 @@ class Relay:
             ) as response:
                 await self._relay_answer(response, send, rec)
         except httpx.HTTPError as exc:
-            await self._fail(send, rec, exc)
+            await _fail_before_headers(send, rec, exc)
 
     async def _relay_answer(self, response: httpx.Response, send: Send, rec: RequestRecord) -> None:
         rec.upstream_headers_at = time.monotonic()
@@ -165,44 +170,48 @@ class Relay:
                     rec.events_relayed = counter.events
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError as exc:
-            if counter is not None:
-                rec.events_relayed = counter.events
-            raise _MidStreamError(exc, counter is not None) from exc
+            return await _fail_mid_stream(send, rec, exc, event_stream=counter is not None)
         # The answer is whole once the upstream finished: a disconnect seen
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _fail(self, send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
-        midstream = isinstance(exc, _MidStreamError)
-        timeout = exc.timeout if midstream else isinstance(exc, httpx.TimeoutException)
-        outcome = Outcome.UPSTREAM_TIMEOUT if timeout else Outcome.UPSTREAM_ERROR
-        if midstream:
-            rec.end(outcome)
-            if exc.event_stream:
-                message = f"upstream {'timed out' if timeout else 'failed'} mid-stream: {exc}"
-                body = error_event(message, outcome)
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-            # A non-event-stream answer is left unfinished: hypercorn then
-            # closes the connection, and the client sees a truncated body
-            # rather than a complete-looking one.
-            return
-        status = 504 if timeout else 502
-        rec.end(outcome, status)
-        what = "timed out" if timeout else "unreachable or failed"
-        await send_json_error(send, status, f"upstream {what}: {exc}", outcome, outcome)
+
+def _upstream_outcome(exc: httpx.HTTPError) -> Outcome:
+    if isinstance(exc, httpx.TimeoutException):
+        return Outcome.UPSTREAM_TIMEOUT
+    return Outcome.UPSTREAM_ERROR
 
 
-class _MidStreamError(httpx.HTTPError):
-    """The upstream broke after its response headers were relayed."""
+async def _fail_before_headers(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
+    outcome = _upstream_outcome(exc)
+    timeout = outcome is Outcome.UPSTREAM_TIMEOUT
+    status = 504 if timeout else 502
+    rec.end(outcome, status)
+    what = "timed out" if timeout else "unreachable or failed"
+    detail = str(exc) or type(exc).__name__
+    await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
 
-    def __init__(self, cause: httpx.HTTPError, event_stream: bool) -> None:
-        super().__init__(str(cause) or type(cause).__name__)
-        self.event_stream = event_stream
-        self.timeout = isinstance(cause, httpx.TimeoutException)
+
+async def _fail_mid_stream(
+    send: Send, rec: RequestRecord, exc: httpx.HTTPError, *, event_stream: bool
+) -> None:
+    outcome = _upstream_outcome(exc)
+    rec.end(outcome)
+    if not event_stream:
+        # A non-event-stream answer is left unfinished: hypercorn then closes
+        # the connection, and the client sees a truncated body rather than a
+        # complete-looking one.
+        return
+    what = "timed out" if outcome is Outcome.UPSTREAM_TIMEOUT else "failed"
+    detail = str(exc) or type(exc).__name__
+    body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _watch_client(receive: Receive, relay_scope: trio.CancelScope, rec: RequestRecord) -> None:
+async def _watch_client(
+    receive: Receive, relay_scope: trio.CancelScope, rec: RequestRecord
+) -> None:
     """Wait for the client to leave, then stop the relay (and with it the upstream)."""
     while (await receive())["type"] != "http.disconnect":
         pass

@@ -43,11 +43,14 @@ SCENARIOS = (
         "waiting_first_byte", True, (("x-sim-first-token-delay", _LONG),), Reached.RESPONSE_HEAD
     ),
     Scenario(
-        "streaming", True, (("x-sim-tokens", "1000000"), ("x-sim-interval", "0.005")),
+        "streaming",
+        True,
+        (("x-sim-tokens", "1000000"), ("x-sim-interval", "0.005")),
         Reached.EVENTS,
     ),
-    Scenario("non_streaming", False, (("x-sim-first-token-delay", _LONG),),
-             Reached.UPSTREAM_STARTED),
+    Scenario(
+        "non_streaming", False, (("x-sim-first-token-delay", _LONG),), Reached.UPSTREAM_STARTED
+    ),
 )
 
 
@@ -61,8 +64,15 @@ class StopResult:
 
 
 async def stop_in_phase(
-    host: str, port: int, sim: SimUpstream, scenario: Scenario, kind: StopKind, sim_id: str,
-    *, wait_s: float = 5.0, path: str = "/v1/chat/completions",
+    host: str,
+    port: int,
+    sim: SimUpstream,
+    scenario: Scenario,
+    kind: StopKind,
+    sim_id: str,
+    *,
+    wait_s: float = 5.0,
+    path: str = "/v1/chat/completions",
 ) -> StopResult:
     """Send one request, stop it once ``scenario`` is reached, report what the upstream saw."""
     body = chat_body(scenario.stream)

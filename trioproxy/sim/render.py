@@ -29,7 +29,11 @@ def _event(name: str, obj: Any) -> bytes:
 
 
 def _usage(n: int) -> dict[str, int]:
-    return {"prompt_tokens": _PROMPT_TOKENS, "completion_tokens": n, "total_tokens": _PROMPT_TOKENS + n}
+    return {
+        "prompt_tokens": _PROMPT_TOKENS,
+        "completion_tokens": n,
+        "total_tokens": _PROMPT_TOKENS + n,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +49,23 @@ class Render:
         if self.kind == "chat":
             return self._chat_chunk({"role": "assistant", "content": ""}, None)
         if self.kind == "messages":
-            message = {
-                "id": self.request_id, "type": "message", "role": "assistant", "content": [],
-                "model": self.model, "stop_reason": None, "stop_sequence": None,
+            message: dict[str, Any] = {
+                "id": self.request_id,
+                "type": "message",
+                "role": "assistant",
+                "content": [],
+                "model": self.model,
+                "stop_reason": None,
+                "stop_sequence": None,
                 "usage": {"input_tokens": _PROMPT_TOKENS, "output_tokens": 1},
             }
             return _event("message_start", {"type": "message_start", "message": message}) + _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0,
-                 "content_block": {"type": "text", "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
             )
         return b""
 
@@ -63,24 +75,36 @@ class Render:
         if self.kind == "messages":
             return _event(
                 "content_block_delta",
-                {"type": "content_block_delta", "index": 0,
-                 "delta": {"type": "text_delta", "text": token_text(i)}},
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": token_text(i)},
+                },
             )
         return _data(
-            {"id": self.request_id, "object": "text_completion", "created": CREATED,
-             "model": self.model,
-             "choices": [{"index": 0, "text": token_text(i), "finish_reason": None,
-                          "logprobs": None}]}
+            {
+                "id": self.request_id,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [
+                    {"index": 0, "text": token_text(i), "finish_reason": None, "logprobs": None}
+                ],
+            }
         )
 
     def tail(self, n: int) -> bytes:
         if self.kind == "messages":
             return (
                 _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-                + _event("message_delta", {"type": "message_delta",
-                                           "delta": {"stop_reason": "end_turn",
-                                                     "stop_sequence": None},
-                                           "usage": {"output_tokens": n}})
+                + _event(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": n},
+                    },
+                )
                 + _event("message_stop", {"type": "message_stop"})
             )
         if self.kind == "chat":
@@ -97,21 +121,36 @@ class Render:
         if self.kind == "chat":
             obj: dict[str, Any] = self._chat_base() | {
                 "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop", "logprobs": None}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
                 "usage": _usage(n),
             }
         elif self.kind == "messages":
-            obj = {"id": self.request_id, "type": "message", "role": "assistant",
-                   "content": [{"type": "text", "text": text}], "model": self.model,
-                   "stop_reason": "end_turn", "stop_sequence": None,
-                   "usage": {"input_tokens": _PROMPT_TOKENS, "output_tokens": n}}
+            obj = {
+                "id": self.request_id,
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": text}],
+                "model": self.model,
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": _PROMPT_TOKENS, "output_tokens": n},
+            }
         else:
-            obj = {"id": self.request_id, "object": "text_completion", "created": CREATED,
-                   "model": self.model,
-                   "choices": [{"index": 0, "text": text, "finish_reason": "stop",
-                                "logprobs": None}],
-                   "usage": _usage(n)}
+            obj = {
+                "id": self.request_id,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+                "usage": _usage(n),
+            }
         return json.dumps(obj, separators=(",", ":")).encode()
 
     def stream(self, n: int) -> bytes:
@@ -119,16 +158,26 @@ class Render:
         return self.head() + b"".join(self.token(i) for i in range(n)) + self.tail(n)
 
     def _chat_base(self) -> dict[str, Any]:
-        return {"id": self.request_id, "object": "chat.completion.chunk", "created": CREATED,
-                "model": self.model, "system_fingerprint": None}
+        return {
+            "id": self.request_id,
+            "object": "chat.completion.chunk",
+            "created": CREATED,
+            "model": self.model,
+            "system_fingerprint": None,
+        }
 
     def _chat_chunk(self, delta: dict[str, Any], finish: str | None) -> bytes:
-        return _data(self._chat_base() | {
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
-        })
+        return _data(
+            self._chat_base()
+            | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        )
 
 
-_KINDS = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/messages": "messages"}
+_KINDS = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completion",
+    "/v1/messages": "messages",
+}
 
 
 def render_for(path: str, request: dict[str, Any], request_id: str) -> Render | None:

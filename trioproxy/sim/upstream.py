@@ -21,6 +21,7 @@ machine) and after how many tokens. The upstream notices a disconnect the way
 the proxy does: a watcher blocked on ``receive()``.
 """
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -137,10 +138,8 @@ class SimUpstream:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch, receive, nursery.cancel_scope, fate)
-            try:
+            with contextlib.suppress(_Dropped):
                 await _answer(render, params, headers, request, fate, send, emit)
-            except _Dropped:
-                pass
             nursery.cancel_scope.cancel()
         fate.sha256 = digest.hexdigest()
         _end(fate, "completed")
@@ -150,37 +149,59 @@ class SimUpstream:
         tokens = headers.get("x-sim-tokens") or request.get("max_tokens") or d.tokens
         return SimParams(
             headers_delay_s=float(headers.get("x-sim-headers-delay", d.headers_delay_s)),
-            first_token_delay_s=float(headers.get("x-sim-first-token-delay", d.first_token_delay_s)),
+            first_token_delay_s=float(
+                headers.get("x-sim-first-token-delay", d.first_token_delay_s)
+            ),
             tokens=int(tokens),
             interval_s=float(headers.get("x-sim-interval", d.interval_s)),
         )
 
 
 async def _answer(
-    render: Render, p: SimParams, headers: dict[str, str], request: dict[str, Any],
-    fate: Fate, send: Send, emit: Any,
+    render: Render,
+    p: SimParams,
+    headers: dict[str, str],
+    request: dict[str, Any],
+    fate: Fate,
+    send: Send,
+    emit: Any,
 ) -> None:
     await trio.sleep(p.headers_delay_s)
     if headers.get("x-sim-fail") == "500":
         fate.headers_at = time.monotonic()
         fate.outcome = "completed"
-        return await _send_json(send, 500, {"error": {"message": "simulated failure",
-                                                      "type": "server_error"}})
+        return await _send_json(
+            send, 500, {"error": {"message": "simulated failure", "type": "server_error"}}
+        )
     streaming = bool(request.get("stream", False))
     if not streaming:
         await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
         fate.tokens_sent = p.tokens
     if not streaming:
         whole = render.whole(p.tokens)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", b"%d" % len(whole))]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(whole)),
+                ],
+            }
+        )
         fate.headers_at = time.monotonic()
         # Marked before the last send: the server's own end of the answer
         # also reaches the watcher as http.disconnect.
         fate.outcome = "completed"
-        return await emit(whole, more=False)
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        await emit(whole, more=False)
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
+        }
+    )
     fate.headers_at = time.monotonic()
     await trio.sleep(p.first_token_delay_s)
     for i in range(p.tokens):
@@ -225,17 +246,27 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 def _models() -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": m, "object": "model", "created": CREATED, "owned_by": "trioproxy-sim"}
-        for m in MODELS
-    ]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": m, "object": "model", "created": CREATED, "owned_by": "trioproxy-sim"}
+            for m in MODELS
+        ],
+    }
 
 
 async def _send_json(send: Send, status: int, obj: Any) -> None:
     body = json.dumps(obj).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
