@@ -70,6 +70,42 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--first-token-delay", type=float, default=0.0, metavar="S")
 
     commands.add_parser("demo", help="stop requests in every phase and time the upstream's close")
+
+    conf = commands.add_parser("conformance", help="check any proxy's cancellation, in every phase")
+    target = conf.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--proxy-cmd",
+        metavar="COMMAND",
+        help="starts the proxy; {upstream} and {port} are filled in",
+    )
+    target.add_argument(
+        "--proxy-url",
+        metavar="URL",
+        help="a proxy already running in front of the upstream this prints",
+    )
+    conf.add_argument(
+        "--upstream-port",
+        type=int,
+        default=0,
+        help="port of the simulated upstream (default: any free one)",
+    )
+    conf.add_argument("--repeats", type=int, default=20, help="stops per scenario")
+    conf.add_argument(
+        "--storm",
+        type=int,
+        action="append",
+        help="concurrent streams in a storm; repeat for several (default 200)",
+    )
+    conf.add_argument("--bound-ms", type=float, default=5.0, help="p99 bound per phase")
+    conf.add_argument("--storm-bound-ms", type=float, default=20.0, help="p99 bound, storm")
+    conf.add_argument(
+        "--wait-s",
+        type=float,
+        default=3.0,
+        help="how long a stopped request's upstream may run before it counts as "
+        "never closed (default %(default)s)",
+    )
+    conf.add_argument("--json", metavar="PATH", help="write the results here too")
     return parser
 
 
@@ -83,6 +119,11 @@ def main(argv: list[str] | None = None) -> None:
             trio.run(_serve, args)
         elif args.command == "sim":
             trio.run(_sim, args)
+        elif args.command == "conformance":
+            from trioproxy.conformance_cli import run
+
+            logging.getLogger().setLevel(logging.WARNING)
+            sys.exit(trio.run(run, args))
         else:
             from trioproxy.demo import run_demo
 

@@ -1,4 +1,4 @@
-"""A bare HTTP/2 (h2c, prior knowledge) client over a trio socket, for resetting one stream."""
+"""A bare HTTP/2 client (h2c, prior knowledge) over a trio socket, able to reset one stream."""
 
 import socket
 from collections.abc import Callable
@@ -8,6 +8,8 @@ import h2.connection
 import h2.errors
 import h2.events
 import trio
+
+__all__ = ["H2Client"]
 
 
 class H2Client:

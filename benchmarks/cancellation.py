@@ -1,0 +1,64 @@
+"""Benchmark (a): the conformance matrix, with storms of 100 and 1000 streams, for every peer.
+
+Run: ``python -m benchmarks.cancellation [--repeats N] [--peer NAME ...]``.
+Writes ``benchmarks/results/cancellation.json`` and prints one table per peer.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+
+import trio
+
+from benchmarks.peers import PEERS, Peer
+from trioproxy.conformance import Report, RunConfig, run_conformance, running_proxy, with_sim
+from trioproxy.sim import SimUpstream
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+async def measure(peer: Peer, config: RunConfig) -> Report:
+    async def body(sim: SimUpstream, upstream: str) -> Report:
+        async with running_proxy(peer.command, upstream) as target:
+            return await run_conformance(sim, target, config, peer.name)
+
+    return await with_sim(body)
+
+
+async def main(args: argparse.Namespace) -> None:
+    config = RunConfig(repeats=args.repeats, storms=(100, 1000), storm_bound_ms=50.0)
+    out: dict[str, object] = {
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "config": {
+            "repeats": config.repeats,
+            "storms": config.storms,
+            "bound_ms": config.bound_ms,
+            "storm_bound_ms": config.storm_bound_ms,
+        },
+        "peers": {},
+    }
+    for peer in PEERS:
+        if args.peer and peer.name not in args.peer:
+            continue
+        if reason := peer.missing():
+            print(f"== {peer.name}: not measured: {reason}")
+            continue
+        print(f"== {peer.name} {peer.version()} ({peer.note})", flush=True)
+        report = await measure(peer, config)
+        print(report.table(), flush=True)
+        out["peers"][peer.name] = report.as_json() | {"version": peer.version()}  # type: ignore[index]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "cancellation.json").write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--peer", action="append", help="only these peers")
+    trio.run(main, parser.parse_args())

@@ -1,0 +1,60 @@
+"""The conformance command passes trioproxy and fails a proxy that never cancels."""
+
+import json
+import pathlib
+import sys
+
+import trio
+
+CONFORMANCE = [
+    sys.executable,
+    "-m",
+    "trioproxy",
+    "conformance",
+    "--repeats",
+    "2",
+    "--storm",
+    "20",
+    "--wait-s",
+    "1",
+]
+
+
+async def run(proxy_cmd: str, out: pathlib.Path) -> tuple[int, str, dict[str, object]]:
+    with trio.fail_after(240):
+        done = await trio.run_process(
+            [*CONFORMANCE, "--proxy-cmd", proxy_cmd, "--json", str(out)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return done.returncode, done.stdout.decode(), json.loads(await trio.Path(out).read_text())
+
+
+async def test_trioproxy_passes(tmp_path: pathlib.Path) -> None:
+    code, table, report = await run(
+        f"{sys.executable} -m trioproxy serve --upstream {{upstream}} --port {{port}}",
+        tmp_path / "r.json",
+    )
+    assert code == 0, table
+    scenarios = {s["name"]: s for s in report["scenarios"]}  # type: ignore[attr-defined]
+    assert scenarios["waiting_headers RST"]["never_closed"] == 0
+    assert scenarios["streaming h2-reset"]["skipped"] == ""  # trioproxy speaks h2c
+    assert scenarios["storm 20 streams"]["passed"] is True
+    assert table.rstrip().endswith("PASS")
+
+
+async def test_a_proxy_that_never_cancels_fails(tmp_path: pathlib.Path) -> None:
+    code, table, report = await run(
+        f"{sys.executable} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}}",
+        tmp_path / "r.json",
+    )
+    assert code == 1, table
+    failed = {s["name"] for s in report["scenarios"] if not s["passed"]}  # type: ignore[attr-defined]
+    assert {
+        "waiting_headers FIN",
+        "waiting_headers RST",
+        "non_streaming FIN",
+        "non_streaming RST",
+    } <= failed
+    assert table.rstrip().endswith("FAIL")

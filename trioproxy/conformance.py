@@ -1,0 +1,380 @@
+"""The cancellation conformance run: does a proxy's client stop reach the upstream, and how fast?
+
+Runs against any HTTP proxy in front of the simulated upstream: a command
+that starts it (``{upstream}`` and ``{port}`` filled in), or a URL where it
+already runs. Each scenario stops requests in one phase by one stop kind and
+times, at the upstream, how long after the stop its connection closed. A
+scenario passes when every stopped request's upstream closed, with p99
+within its bound; integrity scenarios pass when unstopped answers arrive
+byte for byte.
+"""
+
+import json
+import random
+import shlex
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+
+import httpx
+import trio
+
+from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.probe_h2 import H2Client
+from trioproxy.scenarios import SCENARIOS, StopResult, stop_in_phase
+from trioproxy.server import hypercorn_config, serve_app
+from trioproxy.sim import SimUpstream
+from trioproxy.sim.render import Render
+
+__all__ = [
+    "Report",
+    "RunConfig",
+    "ScenarioResult",
+    "Target",
+    "run_conformance",
+    "running_proxy",
+    "with_sim",
+    "write_json",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    repeats: int = 20
+    storms: tuple[int, ...] = (200,)
+    bound_ms: float = 5.0
+    storm_bound_ms: float = 20.0
+    wait_s: float = 3.0
+    """How long a stopped request's upstream may run before it counts as never closed."""
+    integrity_streams: int = 20
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    samples_ms: list[float] = field(default_factory=list)
+    never_closed: int = 0
+    never_opened: int = 0
+    bound_ms: float | None = None
+    failures: list[str] = field(default_factory=list)
+    skipped: str = ""
+    checked: int = 0
+    """Whole answers compared byte for byte (integrity scenarios)."""
+
+    def percentile(self, q: float) -> float | None:
+        if not self.samples_ms:
+            return None
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+    @property
+    def passed(self) -> bool:
+        if self.skipped:
+            return True
+        p99 = self.percentile(0.99)
+        within = self.bound_ms is None or p99 is None or p99 <= self.bound_ms
+        return not self.failures and self.never_closed == 0 and within
+
+    def add(self, result: StopResult) -> None:
+        if result.upstream == "closed" and result.propagation_ms is not None:
+            self.samples_ms.append(result.propagation_ms)
+        elif result.upstream == "never opened":
+            self.never_opened += 1
+        else:
+            self.never_closed += 1
+
+    def add_closed(self, ms: float | None) -> None:
+        if ms is None:
+            self.never_closed += 1
+        else:
+            self.samples_ms.append(ms)
+
+    def as_json(self) -> dict[str, object]:
+        return asdict(self) | {
+            "p50_ms": self.percentile(0.5),
+            "p99_ms": self.percentile(0.99),
+            "max_ms": max(self.samples_ms, default=None),
+            "passed": self.passed,
+        }
+
+
+@dataclass
+class Report:
+    proxy: str
+    results: list[ScenarioResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    def table(self) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}"
+
+        lines = [
+            f"{'scenario':<30} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+            f"{'never closed':>13} {'bound':>7}  result"
+        ]
+        for r in self.results:
+            bound = "-" if r.bound_ms is None else f"{r.bound_ms:g}"
+            verdict = f"skipped: {r.skipped}" if r.skipped else ("PASS" if r.passed else "FAIL")
+            lines.append(
+                f"{r.name:<30} {len(r.samples_ms) or r.checked:>5} {ms(r.percentile(0.5)):>8} "
+                f"{ms(r.percentile(0.99)):>8} {ms(max(r.samples_ms, default=None)):>8} "
+                f"{r.never_closed:>13} {bound:>7}  {verdict}"
+            )
+            lines += [f"    {failure}" for failure in r.failures[:3]]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "proxy": self.proxy,
+            "passed": self.passed,
+            "scenarios": [r.as_json() for r in self.results],
+        }
+
+
+type Target = tuple[str, int]
+"""Where the proxy listens: host, port."""
+
+_GIVE_UP = 3
+
+
+async def run_conformance(
+    sim: SimUpstream, target: Target, config: RunConfig, proxy: str = ""
+) -> Report:
+    results = []
+    for scenario in SCENARIOS:
+        for kind in StopKind:
+            result = ScenarioResult(f"{scenario.name} {kind}", bound_ms=config.bound_ms)
+            for i in range(config.repeats):
+                sim_id = f"{scenario.name}-{kind}-{i}"
+                try:
+                    result.add(
+                        await stop_in_phase(
+                            *target, sim, scenario, kind, sim_id, wait_s=config.wait_s
+                        )
+                    )
+                except (OSError, trio.TooSlowError, ConnectionError) as exc:
+                    result.failures.append(f"{sim_id}: {exc!r}")
+                if result.never_closed + len(result.failures) >= _GIVE_UP:
+                    break  # failed already; each more try costs wait_s
+            results.append(result)
+    results.append(await _h2_reset(sim, target, config))
+    for size in config.storms:
+        results.append(await _storm(sim, target, size, config))
+    results.append(await _integrity(sim, target, config))
+    return Report(proxy, results)
+
+
+async def _h2_reset(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:
+    """Reset one HTTP/2 stream mid-stream while a sibling on the connection streams on."""
+    result = ScenarioResult("streaming h2-reset", bound_ms=config.bound_ms)
+    for i in range(config.repeats):
+        name = f"h2-{i}"
+        try:
+            with trio.fail_after(config.wait_s * 2):
+                stopped_at, sibling_whole = await _h2_reset_once(sim, target, name)
+        except (ConnectionError, OSError) as exc:
+            if i == 0:  # a proxy that does not speak h2c closes at the preface
+                result.skipped = f"no h2c ({type(exc).__name__})"
+            else:
+                result.failures.append(f"{name}: {exc!r}")
+            break
+        except trio.TooSlowError:
+            result.failures.append(f"{name}: timed out")
+            continue
+        if not sibling_whole:
+            result.failures.append(f"{name}: sibling stream damaged by the reset")
+        result.add_closed(await _closed_after(sim, f"{name}-doomed", stopped_at, config.wait_s))
+    return result
+
+
+async def _h2_reset_once(sim: SimUpstream, target: Target, name: str) -> tuple[float, bool]:
+    """Returns when the reset was sent, and whether the sibling arrived whole."""
+    body = chat_body(True)
+    client = await H2Client.connect(*target)
+    try:
+        doomed = await client.request(
+            "/v1/chat/completions",
+            {"x-sim-id": f"{name}-doomed", "x-sim-tokens": "1000000", "x-sim-interval": "0.005"},
+            body,
+        )
+        sibling = await client.request(
+            "/v1/chat/completions",
+            {"x-sim-id": f"{name}-sibling", "x-sim-tokens": "50", "x-sim-interval": "0.002"},
+            body,
+        )
+        await client.pump_until(lambda: client.data[doomed].count(b"data: ") >= 3)
+        stopped_at = time.monotonic()
+        await client.reset(doomed)
+        await client.pump_until(lambda: sibling in client.ended)
+    finally:
+        client.close()
+    expected = Render("chat", "sim-small", f"{name}-sibling").stream(50)
+    return stopped_at, bytes(client.data[sibling]) == expected
+
+
+async def _closed_after(
+    sim: SimUpstream, sim_id: str, stopped_at: float, wait_s: float
+) -> float | None:
+    """Milliseconds from the stop to the upstream's close; None if it did not close in time."""
+    fate = sim.fate(sim_id)
+    with trio.move_on_after(wait_s):
+        await fate.ended.wait()
+    if fate.outcome != "disconnected" or fate.ended_at is None:
+        return None
+    return (fate.ended_at - stopped_at) * 1000
+
+
+async def _storm(sim: SimUpstream, target: Target, size: int, config: RunConfig) -> ScenarioResult:
+    """N concurrent streams, each stopped at a random moment once the upstream has it."""
+    result = ScenarioResult(f"storm {size} streams", bound_ms=config.storm_bound_ms)
+    rng = random.Random(size)
+    stopped_at: dict[str, float] = {}
+
+    async def one(i: int) -> None:
+        sim_id = f"storm-{size}-{i}"
+        request = request_bytes(
+            "POST",
+            "/v1/chat/completions",
+            chat_body(True),
+            {
+                "x-sim-id": sim_id,
+                "x-sim-tokens": "1000000",
+                # Slow tokens: the storm is about many stops at once, and the
+                # upstream shares this process with every client.
+                "x-sim-interval": "0.25",
+                "x-sim-headers-delay": rng.choice(["0", "0.05", "600"]),
+            },
+        )
+        client = await RawClient.connect(*target)
+        try:
+            await client.send(request)
+            await sim.wait_started(sim_id)
+            await trio.sleep(rng.uniform(0.0, 0.5))
+            stopped_at[sim_id] = client.stop(rng.choice(list(StopKind)))
+        finally:
+            client.close()
+
+    try:
+        with trio.fail_after(config.wait_s + 60):
+            async with trio.open_nursery() as nursery:
+                for i in range(size):
+                    nursery.start_soon(one, i)
+    except (OSError, trio.TooSlowError) as exc:
+        result.failures.append(f"storm did not start: {exc!r}")
+    deadline = trio.current_time() + config.wait_s
+    for sim_id, at in stopped_at.items():
+        wait_s = max(0.0, deadline - trio.current_time())
+        result.add_closed(await _closed_after(sim, sim_id, at, wait_s))
+    return result
+
+
+async def _integrity(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:
+    """Unstopped streams and JSON answers, concurrently, must arrive whole and in order."""
+    result = ScenarioResult("integrity (whole answers)")
+    base = f"http://{target[0]}:{target[1]}"
+
+    async def one(client: httpx.AsyncClient, i: int, stream: bool) -> None:
+        sim_id = f"whole-{i}-{stream}"
+        response = await client.post(
+            "/v1/chat/completions",
+            content=chat_body(stream),
+            headers={
+                "content-type": "application/json",
+                "x-sim-id": sim_id,
+                "x-sim-tokens": "200",
+                "x-sim-interval": "0.001",
+            },
+        )
+        render = Render("chat", "sim-small", sim_id)
+        result.checked += 1
+        expected = render.stream(200) if stream else render.whole(200)
+        if response.status_code != 200 or response.content != expected:
+            result.failures.append(
+                f"{sim_id}: status {response.status_code}, "
+                f"{len(response.content)} of {len(expected)} bytes match"
+            )
+
+    try:
+        with trio.fail_after(60):
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=30) as client,
+                trio.open_nursery() as nursery,
+            ):
+                for i in range(config.integrity_streams):
+                    nursery.start_soon(one, client, i, i % 2 == 0)
+    except (httpx.HTTPError, trio.TooSlowError) as exc:
+        result.failures.append(repr(exc))
+    return result
+
+
+@asynccontextmanager
+async def running_proxy(command: str, upstream: str, wait_s: float = 20.0) -> AsyncIterator[Target]:
+    """Start ``command`` with ``{upstream}`` and ``{port}`` filled in; wait until it accepts."""
+    port = _free_port()
+    argv = shlex.split(command.format(upstream=upstream, port=port))
+    # The proxy's own log would drown the table; a failing run says where it is.
+    with tempfile.NamedTemporaryFile(
+        prefix="conformance-proxy-", suffix=".log", delete=False
+    ) as log:
+        process = await trio.lowlevel.open_process(argv, stdout=log, stderr=log)
+        try:
+            await _wait_accepting(("127.0.0.1", port), wait_s, process)
+            yield ("127.0.0.1", port)
+        finally:
+            process.terminate()
+            # Shield from an outer cancel, but not from our own deadline: a
+            # peer may wait forever for the upstream calls it never cancelled.
+            with trio.CancelScope(shield=True), trio.move_on_after(5) as waited:
+                await process.wait()
+            if waited.cancelled_caught:
+                process.kill()
+    print(f"proxy log: {log.name}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _wait_accepting(target: Target, wait_s: float, process: trio.Process) -> None:
+    with trio.fail_after(wait_s):
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"proxy command exited with {process.returncode}")
+            try:
+                stream = await trio.open_tcp_stream(*target)
+            except OSError:
+                await trio.sleep(0.05)  # the proxy is still starting: nothing to wait on
+                continue
+            await stream.aclose()
+            return
+
+
+async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: int = 0) -> Report:
+    """Serve a fresh simulated upstream for the length of ``body``."""
+    sim = SimUpstream()
+    async with trio.open_nursery() as nursery:
+        (origin,) = await nursery.start(serve_app, sim, hypercorn_config("127.0.0.1", port))
+        report = await body(sim, f"{origin}/v1")
+        nursery.cancel_scope.cancel()
+    return report
+
+
+def summarize(report: Report) -> str:
+    closed = [s for r in report.results for s in r.samples_ms]
+    median = statistics.median(closed) if closed else float("nan")
+    return f"{report.proxy}: {'PASS' if report.passed else 'FAIL'}, median stop {median:.2f} ms"
+
+
+def write_json(report: Report, path: str) -> None:
+    with open(path, "w") as out:
+        json.dump(report.as_json(), out, indent=2)
