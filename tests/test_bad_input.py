@@ -186,3 +186,28 @@ async def test_idle_timeout_mid_stream_ends_with_error_event(nursery: trio.Nurse
     last = response.content.split(b"\n\n")[-2]
     assert json.loads(last.split(b"data: ")[1])["error"]["type"] == "upstream_timeout"
     assert fate.outcome == "disconnected" and fate.tokens_sent == 1
+
+
+async def test_connect_timeout_is_504(nursery: trio.Nursery) -> None:
+    """An upstream whose accept queue is full never completes the handshake."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    fillers = []
+    for _ in range(4):  # fill the never-accepted queue; later SYNs are dropped
+        filler = trio.socket.socket()
+        with trio.move_on_after(0.2):
+            await filler.connect(address)
+        fillers.append(filler)
+    try:
+        async with await proxy_to(
+            nursery, f"http://127.0.0.1:{address[1]}/v1", connect_timeout_s=0.3
+        ) as client:
+            with trio.fail_after(10):
+                response = await client.post("/v1/chat/completions", json=CHAT)
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert response.status_code == 504
+    assert response.json()["error"]["type"] == "upstream_timeout"

@@ -28,7 +28,9 @@ def hypercorn_config(
     config.certfile = certfile
     config.keyfile = keyfile
     config.accesslog = None  # the relay writes its own line, with the outcome
-    config.errorlog = logging.getLogger("hypercorn.error")
+    # hypercorn logs start-up and its own failures here; its default name,
+    # "hypercorn.error", would put "error" on every start-up line.
+    config.errorlog = logging.getLogger("trioproxy.server")
     config.include_server_header = False
     # hypercorn's backlog of 100 drops the SYNs of a burst of clients, which
     # then retry a second later: a storm must be accepted at once.
