@@ -15,6 +15,10 @@ timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
                              connection after the tokens, no end of stream
 ==========================  ==============================================
 
+The same settings may come in the query string (``?sim-tokens=5``), and a
+``GET`` with ``stream=true`` streams a chat completion: an ``EventSource``
+can send neither headers nor a body.
+
 Each request's :class:`Fate` says whether it completed or the peer
 disconnected, when (``time.monotonic()``, comparable across processes on one
 machine) and after how many tokens. The upstream notices a disconnect the way
@@ -28,6 +32,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import trio
 
@@ -112,6 +117,10 @@ class SimUpstream:
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name.decode(): value.decode() for name, value in scope["headers"]}
+        query = dict(parse_qsl(scope["query_string"].decode()))
+        # EventSource can set no headers: it may pass the same settings in
+        # the query, as sim-tokens=..., and stream=true on a GET.
+        headers |= {f"x-{k}": v for k, v in query.items() if k.startswith("sim-")}
         fate = self.fate(headers.get("x-sim-id") or next(self._ids))
         fate.path, fate.http_version = scope["path"], scope["http_version"]
         fate.request_headers = headers
@@ -124,6 +133,8 @@ class SimUpstream:
             request = json.loads(body or b"{}")
         except ValueError:
             request = {}
+        if scope["method"] == "GET":
+            request = {"stream": query.get("stream") == "true"}
         render = render_for(scope["path"], request, f"{fate.sim_id}")
         if render is None:
             _end(fate, "completed")
