@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["RawClient", "StopKind", "request_bytes"]
+__all__ = ["RawClient", "StopKind", "chat_body", "request_bytes", "sim_model"]
 
 
 class StopKind(enum.StrEnum):
@@ -29,6 +29,14 @@ def request_bytes(
     lines = [f"{method} {path} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def sim_model(settings: dict[str, str]) -> str:
+    """The model name that carries ``x-sim-*`` settings through proxies that drop headers."""
+    options = [
+        f"{k.removeprefix('x-sim-')}={v}" for k, v in settings.items() if k.startswith("x-sim-")
+    ]
+    return "sim-small@" + ",".join(options) if options else "sim-small"
 
 
 def chat_body(stream: bool, **extra: Any) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import trio
 
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes, sim_model
 from trioproxy.sim import SimUpstream
 
 __all__ = ["SCENARIOS", "Reached", "Scenario", "StopResult", "stop_in_phase"]
@@ -75,8 +75,8 @@ async def stop_in_phase(
     path: str = "/v1/chat/completions",
 ) -> StopResult:
     """Send one request, stop it once ``scenario`` is reached, report what the upstream saw."""
-    body = chat_body(scenario.stream)
     headers = {"content-type": "application/json", "x-sim-id": sim_id, **dict(scenario.sim_headers)}
+    body = chat_body(scenario.stream, model=sim_model(headers))
     raw = request_bytes("POST", path, body, headers)
     client = await RawClient.connect(host, port)
     try:

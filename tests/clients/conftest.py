@@ -67,7 +67,7 @@ async def assert_stop_reached_upstream(
     assert fate.ended_at is not None
     ms = (fate.ended_at - stopped_at) * 1000
     _measured[request.node.name] = round(ms, 2)
-    print(f"{request.node.name}: upstream closed {ms:.2f} ms after the client's stop (proxy port {stack.port})")
+    print(f"{request.node.name}: upstream closed {ms:.2f} ms after the stop (port {stack.port})")
     assert -1.0 < ms < BOUND_MS  # -1: the clocks are the same, but stamps are taken apart
     assert "phase=streaming" in line or "phase=waiting_" in line
     return ms

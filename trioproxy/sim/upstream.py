@@ -15,9 +15,10 @@ timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
                              connection after the tokens, no end of stream
 ==========================  ==============================================
 
-The same settings may come in the query string (``?sim-tokens=5``), and a
+The same settings may come in the query string (``?sim-tokens=5``; a
 ``GET`` with ``stream=true`` streams a chat completion: an ``EventSource``
-can send neither headers nor a body.
+can send neither headers nor a body) or after ``@`` in the model name
+(``sim-small@id=a,tokens=5``: for proxies that rebuild requests).
 
 Each request's :class:`Fate` says whether it completed or the peer
 disconnected, when (``time.monotonic()``, comparable across processes on one
@@ -116,25 +117,22 @@ class SimUpstream:
             await self._generate(scope, receive, send)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {name.decode(): value.decode() for name, value in scope["headers"]}
+        body = await _read_body(receive)
+        if body is None:
+            return  # gone before its request was whole: nothing was generated
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            request = {}
         query = dict(parse_qsl(scope["query_string"].decode()))
-        # EventSource can set no headers: it may pass the same settings in
-        # the query, as sim-tokens=..., and stream=true on a GET.
-        headers |= {f"x-{k}": v for k, v in query.items() if k.startswith("sim-")}
+        if scope["method"] == "GET":
+            request = {"stream": query.get("stream") == "true"}
+        headers = _settings(scope["headers"], query, request)
         fate = self.fate(headers.get("x-sim-id") or next(self._ids))
         fate.path, fate.http_version = scope["path"], scope["http_version"]
         fate.request_headers = headers
         fate.started_at = time.monotonic()
         fate.started.set()
-        body = await _read_body(receive)
-        if body is None:
-            return _end(fate, "disconnected")
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError:
-            request = {}
-        if scope["method"] == "GET":
-            request = {"stream": query.get("stream") == "true"}
         render = render_for(scope["path"], request, f"{fate.sim_id}")
         if render is None:
             _end(fate, "completed")
@@ -227,6 +225,25 @@ async def _answer(
         raise _Dropped
     fate.outcome = "completed"
     await emit((b"" if p.tokens else render.head()) + render.tail(p.tokens), more=False)
+
+
+def _settings(
+    raw_headers: list[tuple[bytes, bytes]], query: dict[str, str], request: dict[str, Any]
+) -> dict[str, str]:
+    """The request's headers, with ``x-sim-*`` settings also taken from the
+    model name and the query string; the headers win."""
+    settings: dict[str, str] = {}
+    model = str(request.get("model", ""))
+    if "@" in model:
+        # A proxy that rebuilds requests (and drops unknown headers) still
+        # passes the model name: "sim-small@id=a,tokens=5".
+        base, _, options = model.partition("@")
+        request["model"] = base
+        for option in options.split(","):
+            key, _, value = option.partition("=")
+            settings[f"x-sim-{key}"] = value
+    settings |= {f"x-{k}": v for k, v in query.items() if k.startswith("sim-")}
+    return settings | {name.decode(): value.decode() for name, value in raw_headers}
 
 
 def _end(fate: Fate, outcome: str) -> None:
