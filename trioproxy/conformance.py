@@ -321,14 +321,19 @@ def _stream_text(body: bytes) -> str | None:
     ]
     if not data or data[-1] != "[DONE]":
         return None
-    chunks = [json.loads(d) for d in data[:-1]]
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    try:
+        chunks = [json.loads(d) for d in data[:-1]]
+        return "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+        )
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
 
 
 def _json_text(body: bytes) -> str | None:
     try:
         return str(json.loads(body)["choices"][0]["message"]["content"])
-    except (ValueError, KeyError, IndexError):
+    except (ValueError, LookupError, TypeError):  # not the chat completion it should be
         return None
 
 

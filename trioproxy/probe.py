@@ -36,7 +36,7 @@ def sim_model(settings: dict[str, str]) -> str:
     options = [
         f"{k.removeprefix('x-sim-')}={v}" for k, v in settings.items() if k.startswith("x-sim-")
     ]
-    return "sim-small@" + ",".join(options) if options else "sim-small"
+    return ";".join(["sim-small", *options])
 
 
 def chat_body(stream: bool, **extra: Any) -> bytes:

@@ -17,6 +17,7 @@ from trioproxy.sim import SimUpstream
 __all__ = ["SCENARIOS", "Reached", "Scenario", "StopResult", "stop_in_phase"]
 
 _LONG = "600"  # seconds: far longer than any test, so only a stop ends the request
+_HELD_BACK_S = 0.2  # how long a proxy may sit on what the upstream sent before the stop
 
 
 class Reached(enum.Enum):
@@ -106,9 +107,26 @@ async def stop_in_phase(
 async def _wait_for(reached: Reached, client: RawClient, sim: SimUpstream, sim_id: str) -> None:
     if reached is Reached.UPSTREAM_STARTED:
         await sim.wait_started(sim_id)
-    elif reached is Reached.RESPONSE_HEAD:
-        await client.read_until(b"\r\n\r\n")
-    else:
-        await client.read_until(b"data: ", count=5)
-    if client.eof:
-        raise ConnectionError(f"proxy closed the connection early: {client.received[:200]!r}")
+        return
+    async with trio.open_nursery() as race:
+
+        async def seen_by_client() -> None:
+            if reached is Reached.RESPONSE_HEAD:
+                await client.read_until(b"\r\n\r\n")
+            else:
+                await client.read_until(b"data: ", count=5)
+            if client.eof:
+                raise ConnectionError(f"proxy closed early: {client.received[:200]!r}")
+            race.cancel_scope.cancel()
+
+        async def done_by_upstream() -> None:
+            # A proxy may hold back what the upstream sent (headers until the
+            # first token, say); the phase is the upstream's all the same.
+            await sim.fate(sim_id).wait_progress(
+                tokens=0 if reached is Reached.RESPONSE_HEAD else 5
+            )
+            await trio.sleep(_HELD_BACK_S)
+            race.cancel_scope.cancel()
+
+        race.start_soon(seen_by_client)
+        race.start_soon(done_by_upstream)

@@ -6,9 +6,12 @@ and ``{port}`` (where it must listen) filled in, the same form
 """
 
 import importlib.metadata
-import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
+
+from benchmarks.peers.litellm_proxy import VENV as LITELLM_VENV
+from benchmarks.peers.litellm_proxy import VERSION as LITELLM_VERSION
 
 __all__ = ["PEERS", "Peer"]
 
@@ -23,6 +26,11 @@ class Peer:
     note: str
 
     def version(self) -> str:
+        if self.package == "nginx":
+            found = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
+            return found.stderr.strip().rpartition("/")[2] if found.returncode == 0 else "?"
+        if self.package == "litellm":
+            return LITELLM_VERSION if (LITELLM_VENV / "bin" / "litellm").exists() else "?"
         try:
             return importlib.metadata.version(self.package)
         except importlib.metadata.PackageNotFoundError:
@@ -30,11 +38,8 @@ class Peer:
 
     def missing(self) -> str | None:
         """Why this peer cannot run here, or None."""
-        if self.package in ("starlette", "trioproxy") and self.version() == "?":
-            return f"pip package {self.package} is not installed"
-        executable = self.command.split()[0]
-        if shutil.which(executable) is None and not executable.startswith(_PY):
-            return f"{executable} not found"
+        if self.version() == "?":
+            return f"{self.package} is not installed: run bash benchmarks/install_peers.sh"
         return None
 
 
@@ -50,6 +55,18 @@ PEERS = (
         f"{_PY} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}}",
         "starlette",
         "hand-written StreamingResponse proxy on uvicorn",
+    ),
+    Peer(
+        "nginx",
+        f"{_PY} -m benchmarks.peers.nginx_proxy {{upstream}} {{port}}",
+        "nginx",
+        "proxy_buffering off: the floor",
+    ),
+    Peer(
+        "litellm",
+        f"{_PY} -m benchmarks.peers.litellm_proxy {{upstream}} {{port}}",
+        "litellm",
+        "LiteLLM proxy, in its own venv",
     ),
     Peer(
         "polling-100ms",

@@ -17,8 +17,8 @@ timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
 
 The same settings may come in the query string (``?sim-tokens=5``; a
 ``GET`` with ``stream=true`` streams a chat completion: an ``EventSource``
-can send neither headers nor a body) or after ``@`` in the model name
-(``sim-small@id=a,tokens=5``: for proxies that rebuild requests).
+can send neither headers nor a body) or in the model name
+(``sim-small;id=a;tokens=5``: for proxies that rebuild requests).
 
 Each request's :class:`Fate` says whether it completed or the peer
 disconnected, when (``time.monotonic()``, comparable across processes on one
@@ -68,9 +68,25 @@ class Fate:
     request_headers: dict[str, str] = field(default_factory=dict)
     started: trio.Event = field(default_factory=trio.Event, repr=False)
     ended: trio.Event = field(default_factory=trio.Event, repr=False)
+    _progress: trio.Event = field(default_factory=trio.Event, repr=False)
 
     def as_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("started", "ended")}
+        hidden = ("started", "ended", "_progress")
+        return {k: v for k, v in asdict(self).items() if k not in hidden}
+
+    def sent(self, *, headers: bool = False, tokens: int | None = None) -> None:
+        """Record progress, waking whoever waits for it."""
+        if headers:
+            self.headers_at = time.monotonic()
+        if tokens is not None:
+            self.tokens_sent = tokens
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def wait_progress(self, *, tokens: int = 0) -> None:
+        """Wait until headers were sent and ``tokens`` tokens after them."""
+        while self.headers_at is None or self.tokens_sent < tokens:
+            await self._progress.wait()
 
 
 class _Dropped(Exception):
@@ -117,9 +133,16 @@ class SimUpstream:
             await self._generate(scope, receive, send)
 
     async def _generate(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Named by a header, a request is on record from its first byte, so a
+        # proxy that streams a body upstream and then abandons it is seen.
+        early = dict(scope["headers"]).get(b"x-sim-id")
+        if early is not None:
+            self._start(self.fate(early.decode()), scope, {})
         body = await _read_body(receive)
         if body is None:
-            return  # gone before its request was whole: nothing was generated
+            if early is not None:
+                _end(self.fate(early.decode()), "disconnected")
+            return
         try:
             request = json.loads(body or b"{}")
         except ValueError:
@@ -129,10 +152,9 @@ class SimUpstream:
             request = {"stream": query.get("stream") == "true"}
         headers = _settings(scope["headers"], query, request)
         fate = self.fate(headers.get("x-sim-id") or next(self._ids))
-        fate.path, fate.http_version = scope["path"], scope["http_version"]
+        if early is None:
+            self._start(fate, scope, headers)
         fate.request_headers = headers
-        fate.started_at = time.monotonic()
-        fate.started.set()
         render = render_for(scope["path"], request, f"{fate.sim_id}")
         if render is None:
             _end(fate, "completed")
@@ -152,6 +174,12 @@ class SimUpstream:
             nursery.cancel_scope.cancel()
         fate.sha256 = digest.hexdigest()
         _end(fate, "completed")
+
+    def _start(self, fate: Fate, scope: Scope, headers: dict[str, str]) -> None:
+        fate.path, fate.http_version = scope["path"], scope["http_version"]
+        fate.request_headers = headers
+        fate.started_at = time.monotonic()
+        fate.started.set()
 
     def _params(self, headers: dict[str, str], request: dict[str, Any]) -> SimParams:
         d = self.defaults
@@ -177,7 +205,7 @@ async def _answer(
 ) -> None:
     await trio.sleep(p.headers_delay_s)
     if headers.get("x-sim-fail") == "500":
-        fate.headers_at = time.monotonic()
+        fate.sent(headers=True)
         fate.outcome = "completed"
         return await _send_json(
             send, 500, {"error": {"message": "simulated failure", "type": "server_error"}}
@@ -185,7 +213,7 @@ async def _answer(
     streaming = bool(request.get("stream", False))
     if not streaming:
         await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
-        fate.tokens_sent = p.tokens
+        fate.sent(tokens=p.tokens)
     if not streaming:
         whole = render.whole(p.tokens)
         await send(
@@ -198,7 +226,7 @@ async def _answer(
                 ],
             }
         )
-        fate.headers_at = time.monotonic()
+        fate.sent(headers=True)
         # Marked before the last send: the server's own end of the answer
         # also reaches the watcher as http.disconnect.
         fate.outcome = "completed"
@@ -211,13 +239,13 @@ async def _answer(
             "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")],
         }
     )
-    fate.headers_at = time.monotonic()
+    fate.sent(headers=True)
     await trio.sleep(p.first_token_delay_s)
     for i in range(p.tokens):
         if i:
             await trio.sleep(p.interval_s)
         await emit((render.head() if i == 0 else b"") + render.token(i))
-        fate.tokens_sent = i + 1
+        fate.sent(tokens=i + 1)
     if headers.get("x-sim-fail") == "drop":
         fate.outcome = "dropped"
         # Returning without the last body message makes hypercorn close the
@@ -234,12 +262,13 @@ def _settings(
     model name and the query string; the headers win."""
     settings: dict[str, str] = {}
     model = str(request.get("model", ""))
-    if "@" in model:
+    if ";" in model:
         # A proxy that rebuilds requests (and drops unknown headers) still
-        # passes the model name: "sim-small@id=a,tokens=5".
-        base, _, options = model.partition("@")
+        # passes the model name: "sim-small;id=a;tokens=5". (Not "," or "@":
+        # LiteLLM reads a comma-separated model as several models.)
+        base, _, options = model.partition(";")
         request["model"] = base
-        for option in options.split(","):
+        for option in options.split(";"):
             key, _, value = option.partition("=")
             settings[f"x-sim-{key}"] = value
     settings |= {f"x-{k}": v for k, v in query.items() if k.startswith("sim-")}
