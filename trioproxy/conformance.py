@@ -35,6 +35,7 @@ __all__ = [
     "RunConfig",
     "ScenarioResult",
     "Target",
+    "free_port",
     "run_conformance",
     "running_proxy",
     "with_sim",
@@ -340,7 +341,7 @@ def _json_text(body: bytes) -> str | None:
 @asynccontextmanager
 async def running_proxy(command: str, upstream: str, wait_s: float = 20.0) -> AsyncIterator[Target]:
     """Start ``command`` with ``{upstream}`` and ``{port}`` filled in; wait until it accepts."""
-    port = _free_port()
+    port = free_port()
     argv = shlex.split(command.format(upstream=upstream, port=port))
     # The proxy's own log would drown the table; a failing run says where it is.
     with tempfile.NamedTemporaryFile(
@@ -361,7 +362,7 @@ async def running_proxy(command: str, upstream: str, wait_s: float = 20.0) -> As
     print(f"proxy log: {log.name}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

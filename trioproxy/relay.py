@@ -15,6 +15,7 @@ SSE ``error`` event, never a fake ``[DONE]``.
 import ssl
 import time
 
+import certifi
 import httpx
 import trio
 
@@ -24,6 +25,7 @@ from trioproxy.errors import send_json_error
 from trioproxy.headers import request_headers, response_headers
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.sse import EventCounter, error_event
+from trioproxy.upstream import UpstreamTransport
 
 __all__ = ["Relay", "open_upstream_client"]
 
@@ -41,17 +43,13 @@ def open_upstream_client(config: ProxyConfig) -> httpx.AsyncClient:
 
     httpx's defaults break it: a 5 s read timeout cuts a model still thinking,
     and a pool of 100 connections queues the 101st concurrent stream. Timeouts
-    are set per request instead (see :meth:`Relay._timeouts`). HTTP/2 stays
-    off: httpcore sends no RST_STREAM on cancel, so an HTTP/2 upstream would
-    keep generating after the client left.
+    are set per request instead (see :meth:`Relay._timeouts`); the pool is
+    trioproxy's own, uncapped and HTTP/1.1 only (see :mod:`trioproxy.upstream`).
     """
+    ssl_context = ssl.create_default_context(cafile=config.upstream_ca or certifi.where())
     client = httpx.AsyncClient(
-        http2=False,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1000),
+        transport=UpstreamTransport(ssl_context),
         timeout=None,
-        verify=ssl.create_default_context(cafile=config.upstream_ca)
-        if config.upstream_ca
-        else True,
         follow_redirects=False,
         trust_env=False,
     )

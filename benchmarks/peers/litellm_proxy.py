@@ -32,8 +32,21 @@ def main(upstream: str, port: str) -> None:
     path.write_text(CONFIG.format(upstream=upstream))
     binary = str(VENV / "bin" / "litellm")
     env = os.environ | {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
-    os.execve(binary, [binary, "--config", str(path), "--host", "127.0.0.1", "--port", port,
-                       "--num_workers", "1"], env)
+    os.execve(
+        binary,
+        [
+            binary,
+            "--config",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            port,
+            "--num_workers",
+            "1",
+        ],
+        env,
+    )
 
 
 if __name__ == "__main__":

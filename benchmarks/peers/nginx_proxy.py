@@ -38,8 +38,9 @@ http {{
 def main(upstream: str, listen: str) -> None:
     url = urlsplit(upstream)
     prefix = tempfile.mkdtemp(prefix="nginx-peer-")
-    config = CONFIG.format(prefix=prefix, host=url.hostname, port=url.port,
-                           path=url.path.rstrip("/"), listen=listen)
+    config = CONFIG.format(
+        prefix=prefix, host=url.hostname, port=url.port, path=url.path.rstrip("/"), listen=listen
+    )
     with open(f"{prefix}/nginx.conf", "w") as out:
         out.write(config)
     # exec: signals from the benchmark reach nginx itself.
