@@ -36,7 +36,7 @@ def wrk_script(kind: str) -> str:
     return str(path)
 
 
-def parse_wrk(output: str) -> dict[str, float]:
+def parse_wrk(output: str) -> dict[str, float | str]:
     def latency(percent: str) -> float:
         value, unit = re.search(rf"\s{percent}%\s+([\d.]+)(us|ms|s)\b", output).groups()  # type: ignore[union-attr]
         return float(value) * _UNITS[unit]
@@ -52,7 +52,7 @@ def parse_wrk(output: str) -> dict[str, float]:
     }
 
 
-async def measure(peer: Peer, kind: str, seconds: int) -> dict[str, float]:
+async def measure(peer: Peer, kind: str, seconds: int) -> dict[str, float | str]:
     with fast_upstream(kind, free_port()) as upstream:
         async with running_proxy(peer.command, upstream) as (host, port):
             url = f"http://{host}:{port}/v1/chat/completions"
