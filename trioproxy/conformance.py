@@ -339,7 +339,9 @@ def _json_text(body: bytes) -> str | None:
 
 
 @asynccontextmanager
-async def running_proxy(command: str, upstream: str, wait_s: float = 20.0) -> AsyncIterator[Target]:
+async def running_proxy(
+    command: str, upstream: str, wait_s: float = 20.0, pid: list[int] | None = None
+) -> AsyncIterator[Target]:
     """Start ``command`` with ``{upstream}`` and ``{port}`` filled in; wait until it accepts."""
     port = free_port()
     argv = shlex.split(command.format(upstream=upstream, port=port))
@@ -348,6 +350,8 @@ async def running_proxy(command: str, upstream: str, wait_s: float = 20.0) -> As
         prefix="conformance-proxy-", suffix=".log", delete=False
     ) as log:
         process = await trio.lowlevel.open_process(argv, stdout=log, stderr=log)
+        if pid is not None:  # for a caller that measures the process
+            pid.append(process.pid)
         try:
             await _wait_accepting(("127.0.0.1", port), wait_s, process)
             yield ("127.0.0.1", port)

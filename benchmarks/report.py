@@ -1,0 +1,205 @@
+"""Write docs/benchmarks.md and its PNG charts from benchmarks/results/*.json."""
+
+import json
+import pathlib
+import platform
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = pathlib.Path(__file__).parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+CHARTS = DOCS / "charts"
+
+
+def load(name: str) -> dict[str, Any]:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def bar_chart(
+    path: pathlib.Path,
+    title: str,
+    labels: list[str],
+    series: dict[str, list[float]],
+    ylabel: str,
+    log: bool = False,
+) -> None:
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(labels))], values, width, label=name)
+    ax.set_xticks(
+        [x + width * (len(series) - 1) / 2 for x in range(len(labels))], labels, fontsize=8
+    )
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cancellation_section(data: dict[str, Any]) -> list[str]:
+    peers = data.get("peers", {})
+    if not peers:
+        return []
+    names = [s["name"] for s in next(iter(peers.values()))["scenarios"]]
+    lines = [
+        "## Cancellation: client stop to upstream close",
+        "",
+        "p99 in ms (never closed / tried where any never closed); `-` = no sample.",
+        "",
+        "| scenario | " + " | ".join(peers) + " |",
+        "|---|" + "---|" * len(peers),
+    ]
+    for name in names:
+        row = []
+        for peer in peers.values():
+            s = next(x for x in peer["scenarios"] if x["name"] == name)
+            cell = "skipped" if s["skipped"] else fmt(s["p99_ms"])
+            if s["never_closed"]:
+                cell += f" ({s['never_closed']} never closed)"
+            if s["failures"]:
+                cell += f" ({len(s['failures'])} failed)"
+            row.append(cell + (" ✓" if s["passed"] and not s["skipped"] else ""))
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "✓ = within the bound (5 ms per phase, 50 ms for storms) with every upstream closed.",
+        "",
+    ]
+    labels = [n for n in names if not n.startswith("integrity")]
+    series = {}
+    for peer_name, peer in peers.items():
+        values = []
+        for name in labels:
+            s = next(x for x in peer["scenarios"] if x["name"] == name)
+            values.append(s["p99_ms"] if s["p99_ms"] is not None and not s["never_closed"] else 0.0)
+        series[peer_name] = values
+    bar_chart(
+        CHARTS / "cancellation.png",
+        "p99 client stop -> upstream close (0 = never closed)",
+        [label.replace(" ", "\n", 1) for label in labels],
+        series,
+        "ms (log)",
+        log=True,
+    )
+    lines += ["![cancellation](charts/cancellation.png)", ""]
+    return lines
+
+
+def overhead_section(data: dict[str, Any]) -> list[str]:
+    peers = data.get("peers", {})
+    if not peers:
+        return []
+    base = peers.get("trioproxy", {})
+    lines = [
+        f"## Overhead: {data['connections']} connections, {data['seconds']} s per run, "
+        "nginx upstream, wrk",
+        "",
+        "| proxy | JSON req/s | p50 ms | p99 ms | SSE (200 events) req/s | p50 ms | p99 ms "
+        "| trioproxy JSON req/s ÷ this |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, peer in peers.items():
+        ratio = (
+            base["json"]["requests_per_s"] / peer["json"]["requests_per_s"]
+            if base and peer["json"]["requests_per_s"]
+            else None
+        )
+        j, s = peer["json"], peer["sse"]
+        lines.append(
+            f"| {name} {peer['version']} | {fmt(j['requests_per_s'], 0)} | "
+            f"{fmt(j['p50_ms'])} | {fmt(j['p99_ms'])} | {fmt(s['requests_per_s'], 0)} | "
+            f"{fmt(s['p50_ms'])} | {fmt(s['p99_ms'])} | {fmt(ratio)} |"
+        )
+    bar_chart(
+        CHARTS / "overhead.png",
+        "requests/s at 32 connections",
+        list(peers),
+        {
+            "JSON": [p["json"]["requests_per_s"] for p in peers.values()],
+            "SSE, 200 events": [p["sse"]["requests_per_s"] for p in peers.values()],
+        },
+        "requests/s (log)",
+        log=True,
+    )
+    return [*lines, "", "![overhead](charts/overhead.png)", ""]
+
+
+def scale_section(data: dict[str, Any]) -> list[str]:
+    peers = data.get("peers", {})
+    if not peers:
+        return []
+    lines = [
+        f"## Scale: {data['streams']} streams, a token every {data['interval_s'] * 1000:g} "
+        f"ms, {data['seconds']} s measured",
+        "",
+        "| proxy | streams open | events/s relayed (of expected) | CPU s per 1000 events | "
+        "memory KiB per stream | client-seen delay p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, p in peers.items():
+        lines.append(
+            f"| {name} | {p['streams_open']} | {fmt(p['events_per_s'], 0)} of "
+            f"{fmt(p['expected_events_per_s'], 0)} | {fmt(p['cpu_s_per_1000_events'], 3)} | "
+            f"{fmt(p['memory_kib_per_stream'], 1)} | {fmt(p['delay_p50_ms'])} | "
+            f"{fmt(p['delay_p99_ms'])} |"
+        )
+    bar_chart(
+        CHARTS / "scale.png",
+        "CPU per 1000 relayed events",
+        list(peers),
+        {"CPU s / 1000 events": [p["cpu_s_per_1000_events"] for p in peers.values()]},
+        "CPU seconds",
+    )
+    return [*lines, "", "![scale](charts/scale.png)", ""]
+
+
+def main() -> None:
+    CHARTS.mkdir(parents=True, exist_ok=True)
+    cancellation, overhead, scale = load("cancellation"), load("overhead"), load("scale")
+    machine = cancellation.get("machine", {})
+    versions = {
+        name: p.get("version")
+        for part in (cancellation, overhead, scale)
+        for name, p in part.get("peers", {}).items()
+    }
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python -m benchmarks.report` from `benchmarks/results/*.json`; "
+        "`python -m benchmarks.run_all` reruns everything (after "
+        "`bash benchmarks/install_peers.sh`).",
+        "",
+        f"Machine: {machine.get('cores', '?')} cores, Python {machine.get('python', '?')}, "
+        f"{machine.get('platform', platform.platform())}. Everything runs on this one machine "
+        "on loopback, the load generator and upstream included: compare peers within one run "
+        "(ratios), not absolute figures across machines.",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+    ]
+    lines += cancellation_section(cancellation) + overhead_section(overhead)
+    lines += scale_section(scale)
+    notes = DOCS / "benchmarks-notes.md"
+    if notes.exists():
+        lines += [notes.read_text()]
+    (DOCS / "benchmarks.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
