@@ -98,7 +98,7 @@ async def test_serve_without_upstream_says_it_uses_the_simulator() -> None:
             origin = await proxy.origin()
             async with httpx.AsyncClient(base_url=origin) as client:
                 models = await client.get("/v1/models")
-    assert b"no --upstream given" in line
+    assert b"no upstream configured" in line
     assert models.json()["data"][0]["id"] == "sim-small"
 
 

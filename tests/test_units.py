@@ -60,6 +60,6 @@ def test_error_event_is_one_sse_event_with_openai_error() -> None:
 
 
 def test_upstream_url_keeps_raw_path_and_query() -> None:
-    config = ProxyConfig(upstream="http://up:8080/v1/")
-    assert config.upstream_url(b"/v1/chat/completions", b"") == "http://up:8080/v1/chat/completions"
-    assert config.upstream_url(b"/v1/files/a%2Fb", b"x=1") == "http://up:8080/v1/files/a%2Fb?x=1"
+    upstream = ProxyConfig(upstream="http://up:8080/v1/").router().default
+    assert upstream.url_for(b"/v1/chat/completions", b"") == "http://up:8080/v1/chat/completions"
+    assert upstream.url_for(b"/v1/files/a%2Fb", b"x=1") == "http://up:8080/v1/files/a%2Fb?x=1"

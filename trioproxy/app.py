@@ -4,22 +4,54 @@ The relay is a raw ASGI handler in front of Quart on purpose: a Quart view
 never sees ``http.disconnect``, Quart's ``RESPONSE_TIMEOUT`` (60 s by default)
 silently cuts long streams, and a generator body that holds an upstream
 response is cleaned up by the garbage collector if Quart is cancelled before
-it enters it. Quart keeps the routes where none of that matters.
+it enters it. Quart keeps the routes where none of that matters: health,
+admin (behind the admin key) and metrics.
 """
 
 from typing import Any
 
-from quart import jsonify
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from trioproxy import __version__
 from trioproxy.asgi import ASGIApp, Receive, Scope, Send
+from trioproxy.config import ProxyConfig
+from trioproxy.errors import error_body
+from trioproxy.gate import bearer_ok, with_cors, with_keys
+from trioproxy.inflight import Inflight
+from trioproxy.metrics import Metrics
+from trioproxy.relay import Relay
 
 __all__ = ["build_app"]
 
 
-def _control_app() -> QuartTrio:
+def _control_app(inflight: Inflight, metrics: Metrics, admin_key: str | None) -> QuartTrio:
     app = QuartTrio("trioproxy")
+    admin_keys = frozenset({admin_key.encode()}) if admin_key else frozenset()
+
+    def admin_denied() -> Any:
+        if admin_keys and bearer_ok(request.scope, admin_keys):  # type: ignore[arg-type]
+            return None
+        return _json_error(401, "admin key missing or wrong", "invalid_api_key")
+
+    @app.get("/admin/requests")
+    async def list_requests() -> Any:
+        return admin_denied() or jsonify({"requests": inflight.listing()})
+
+    @app.delete("/admin/requests/<request_id>")
+    async def cancel_request(request_id: str) -> Any:
+        if denied := admin_denied():
+            return denied
+        if not inflight.cancel(request_id):
+            return _json_error(404, f"no request {request_id} in flight", "not_found")
+        return jsonify({"id": request_id, "outcome": "cancelled_by_admin"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
     # Never let Quart cut a response on a clock; streams end when they end.
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = None
@@ -30,35 +62,30 @@ def _control_app() -> QuartTrio:
 
     @app.errorhandler(404)
     async def not_found(error: Any) -> Any:
-        return jsonify(
-            {
-                "error": {
-                    "message": "not found: the OpenAI API is served under /v1/",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "not_found",
-                }
-            }
-        ), 404
+        return _json_error(404, "not found: the OpenAI API is served under /v1/", "not_found")
 
     @app.errorhandler(405)
     async def not_allowed(error: Any) -> Any:
-        return jsonify(
-            {
-                "error": {
-                    "message": "method not allowed",
-                    "type": "invalid_request_error",
-                    "param": None,
-                    "code": "method_not_allowed",
-                }
-            }
-        ), 405
+        return _json_error(405, "method not allowed", "method_not_allowed")
 
     return app
 
 
-def build_app(relay: ASGIApp) -> ASGIApp:
-    control = _control_app()
+def _json_error(status: int, message: str, code: str) -> Any:
+    return Response(
+        error_body(message, "invalid_request_error", code),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def build_app(config: ProxyConfig, client: httpx.AsyncClient) -> ASGIApp:
+    metrics = Metrics()
+    inflight = Inflight(metrics)
+    control = _control_app(inflight, metrics, config.admin_key)
+    relay: ASGIApp = Relay(config, client, inflight, metrics)
+    if config.api_keys:
+        relay = with_keys(relay, config.api_keys)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
@@ -66,4 +93,4 @@ def build_app(relay: ASGIApp) -> ASGIApp:
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    return app
+    return with_cors(app, config.cors_origins) if config.cors_origins else app

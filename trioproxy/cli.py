@@ -2,15 +2,18 @@
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from dataclasses import replace
 from functools import partial
 
 import trio
 
-from trioproxy.config import MiB, ProxyConfig
 from trioproxy.server import hypercorn_config, serve_app, serve_proxy
+from trioproxy.settings import ServerSettings, SettingsError, load
 from trioproxy.sim import SimParams, SimUpstream
+from trioproxy.workers import LISTEN_FD, run_workers
 
 __all__ = ["main"]
 
@@ -22,44 +25,69 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="default %(default)s")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the proxy")
-    serve.add_argument(
+    serve = commands.add_parser(
+        "serve",
+        help="run the proxy",
+        description="Options override the --config file and TRIOPROXY_* variables.",
+    )
+    add = serve.add_argument
+    add(
+        "--config",
+        default=os.environ.get("TRIOPROXY_CONFIG"),
+        metavar="TOML",
+        help="settings file (default: $TRIOPROXY_CONFIG); see docs/trioproxy.example.toml",
+    )
+    add(
         "--upstream",
         help="OpenAI-style base URL, e.g. http://127.0.0.1:8080/v1 "
-        "(default: the built-in simulated upstream, in-process)",
+        "(default: the file's upstreams, else the built-in simulated upstream, in-process)",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--upstream-key", help="replaces the client's Authorization upstream")
-    serve.add_argument(
-        "--upstream-ca",
-        metavar="PEM",
-        help="CA bundle to verify an HTTPS upstream (default: the system's)",
-    )
-    serve.add_argument("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
-    serve.add_argument("--keyfile", help="TLS private key (PEM)")
-    serve.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
-    serve.add_argument(
+    add("--host", help="default 127.0.0.1")
+    add("--port", type=int, help="default 8000")
+    add("--upstream-key", help="replaces the client's Authorization upstream")
+    add("--upstream-ca", metavar="PEM", help="CA bundle to verify an HTTPS upstream")
+    add("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
+    add("--keyfile", help="TLS private key (PEM)")
+    add("--connect-timeout", type=float, metavar="S", help="default 10")
+    add(
         "--headers-timeout",
         type=float,
-        default=600.0,
         metavar="S",
-        help="longest wait for upstream response headers (default %(default)s)",
+        help="longest wait for upstream response headers (default 600)",
     )
-    serve.add_argument(
+    add(
         "--idle-timeout",
         type=float,
-        default=300.0,
         metavar="S",
-        help="longest upstream silence between chunks (default %(default)s)",
+        help="longest upstream silence between chunks (default 300)",
     )
-    serve.add_argument(
-        "--max-body-mib",
+    add("--max-body-mib", type=float, metavar="MIB", help="larger bodies get 413 (default 32)")
+    add(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="a key clients must send as Authorization: Bearer (repeatable)",
+    )
+    add("--admin-key", metavar="KEY", help="enables /admin/requests for this key")
+    add(
+        "--cors-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the proxy (repeatable; * for any)",
+    )
+    add(
+        "--heartbeat",
         type=float,
-        default=32.0,
-        metavar="MIB",
-        help="largest request body; larger ones get 413 (default %(default)s)",
+        metavar="S",
+        help="SSE comment after this many seconds of upstream silence (default off)",
     )
+    add(
+        "--grace-period",
+        type=float,
+        metavar="S",
+        help="on SIGTERM, how long streams in flight may finish (default 30)",
+    )
+    add("--workers", type=int, metavar="N", help="worker processes on one port (default 1)")
 
     sim = commands.add_parser("sim", help="run the simulated upstream alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -116,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         if args.command == "serve":
-            trio.run(_serve, args)
+            _run_serve(args)
         elif args.command == "sim":
             trio.run(_sim, args)
         elif args.command == "conformance":
@@ -141,31 +169,68 @@ async def _wait_for_signal() -> None:
             return
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    config = hypercorn_config(args.host, args.port, args.certfile, args.keyfile)
+_SERVE_OPTIONS = (
+    "upstream",
+    "host",
+    "port",
+    "upstream_key",
+    "upstream_ca",
+    "certfile",
+    "keyfile",
+    "connect_timeout",
+    "headers_timeout",
+    "idle_timeout",
+    "max_body_mib",
+    "api_key",
+    "admin_key",
+    "cors_origin",
+    "heartbeat",
+    "grace_period",
+    "workers",
+)
+
+
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    try:
+        return load(args.config, {name: getattr(args, name) for name in _SERVE_OPTIONS})
+    except SettingsError as exc:
+        sys.exit(f"trioproxy: configuration error: {exc}")
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    if settings.workers > 1:
+        run_workers(settings.workers, settings.host, settings.port)
+    else:
+        trio.run(_serve, settings)
+
+
+async def _serve(settings: ServerSettings) -> None:
+    config = hypercorn_config(settings.host, settings.port, settings.certfile, settings.keyfile)
+    config.graceful_timeout = settings.grace_period_s
+    if fd := os.environ.get(LISTEN_FD):  # a worker of run_workers: the socket is inherited
+        config.bind = [f"fd://{fd}"]
+    proxy = settings.proxy
     async with trio.open_nursery() as nursery:
-        upstream = args.upstream
-        if upstream is None:
+        if not proxy.upstream:
             (bound,) = await nursery.start(
                 serve_app, SimUpstream(SimParams(interval_s=0.02)), hypercorn_config("127.0.0.1", 0)
             )
-            upstream = f"{bound}/v1"
+            proxy = replace(proxy, upstream=f"{bound}/v1")
             log.info(
-                "no --upstream given: relaying to the built-in simulated upstream at %s", upstream
+                "no upstream configured: relaying to the built-in simulated upstream at %s/v1",
+                bound,
             )
-        proxy = ProxyConfig(
-            upstream=upstream,
-            upstream_key=args.upstream_key,
-            connect_timeout_s=args.connect_timeout,
-            headers_timeout_s=args.headers_timeout,
-            idle_timeout_s=args.idle_timeout,
-            max_body_bytes=int(args.max_body_mib * MiB),
-            upstream_ca=args.upstream_ca,
-        )
         async with trio.open_nursery() as proxy_nursery:
             serve = partial(serve_proxy, proxy, config, shutdown_trigger=_wait_for_signal)
             await proxy_nursery.start(serve)
-            log.info("trioproxy relaying to %s", upstream)
+            for upstream in proxy.router().upstreams:
+                log.info(
+                    "trioproxy relaying to %s (%s; models %s)",
+                    upstream.url,
+                    upstream.name,
+                    ", ".join(upstream.models),
+                )
         nursery.cancel_scope.cancel()  # the in-process simulated upstream, if any
 
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from trioproxy.routing import Router, Upstream
+
 __all__ = ["MiB", "ProxyConfig"]
 
 MiB = 1024 * 1024
@@ -10,8 +12,10 @@ MiB = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class ProxyConfig:
     upstream: str
-    """OpenAI-style base URL: ``/v1/chat/completions`` goes to ``{upstream}/chat/completions``."""
+    """The single-upstream form: every request goes to this OpenAI-style base URL."""
     upstream_key: str | None = None
+    upstreams: tuple[Upstream, ...] = ()
+    """Several upstreams, routed by model (takes the place of ``upstream``)."""
     connect_timeout_s: float = 10.0
     headers_timeout_s: float = 600.0
     """From request sent to upstream response headers: the model's queue and prompt."""
@@ -20,9 +24,18 @@ class ProxyConfig:
     max_body_bytes: int = 32 * MiB
     upstream_ca: str | None = None
     """PEM bundle to verify an HTTPS upstream with, instead of the system's."""
+    api_keys: frozenset[str] = frozenset()
+    """Keys clients must send as ``Authorization: Bearer``; empty: no check."""
+    admin_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    heartbeat_s: float = 0.0
+    """SSE comment every this many seconds of upstream silence; 0: none."""
+    early_headers: bool = False
+    """Answer 200 at once and send heartbeats while the upstream has not answered."""
 
-    def upstream_url(self, raw_path: bytes, query: bytes) -> str:
-        # raw_path keeps the client's percent-encoding byte for byte.
-        tail = raw_path[len(b"/v1") :].decode("latin-1")
-        url = self.upstream.rstrip("/") + tail
-        return f"{url}?{query.decode('latin-1')}" if query else url
+    def router(self) -> Router:
+        upstreams = self.upstreams or (Upstream("default", self.upstream, self.upstream_key),)
+        return Router(upstreams)
+
+    def __repr__(self) -> str:  # keys stay out of logs and tracebacks
+        return f"ProxyConfig(upstreams={self.router().upstreams!r})"

@@ -7,10 +7,13 @@ traceback.
 
 import enum
 import itertools
+import json
 import logging
 import os
 import time
 from typing import Any
+
+import trio
 
 __all__ = ["Outcome", "Phase", "RequestRecord"]
 
@@ -32,6 +35,7 @@ class Outcome(enum.StrEnum):
     CLIENT_CLOSED = "client_closed"
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    CANCELLED_BY_ADMIN = "cancelled_by_admin"
     SHUTDOWN = "shutdown"
 
 
@@ -44,17 +48,22 @@ class RequestRecord:
 
     __slots__ = (
         "bytes_relayed",
+        "cancel_scope",
+        "client",
         "client_closed_at",
         "events_relayed",
         "method",
+        "model",
         "outcome",
         "path",
         "phase",
         "request_id",
         "started_at",
         "status",
+        "upstream",
         "upstream_closed_at",
         "upstream_headers_at",
+        "usage",
     )
 
     def __init__(self, method: str, path: str) -> None:
@@ -70,6 +79,13 @@ class RequestRecord:
         self.upstream_headers_at: float | None = None
         self.client_closed_at: float | None = None
         self.upstream_closed_at: float | None = None
+        self.client = ""
+        self.model = ""
+        self.upstream = ""
+        self.usage: dict[str, Any] | None = None
+        """The upstream's own usage object, when it sent one: never an estimate."""
+        self.cancel_scope: trio.CancelScope | None = None
+        """Cancels the request's nursery: both sides close (the admin's cancel)."""
 
     def end(self, outcome: Outcome, status: int | None = None) -> bool:
         """Set the outcome unless one was set first; True if this call set it."""
@@ -87,22 +103,30 @@ class RequestRecord:
 
     def log(self) -> None:
         now = time.monotonic()
-        status = 499 if self.outcome is Outcome.CLIENT_CLOSED else self.status
         ttfb = (
             "-"
             if self.upstream_headers_at is None
             else f"{(self.upstream_headers_at - self.started_at) * 1000:.1f}"
         )
+        usage = "none" if self.usage is None else json.dumps(self.usage, separators=(",", ":"))
         access_log.info(
-            "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f",
+            "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f"
+            " model=%s upstream=%s usage=%s",
             self.request_id,
             self.method,
             self.path,
-            status,
+            self.status_logged,
             self.outcome,
             self.phase,
             self.bytes_relayed,
             self.events_relayed,
             ttfb,
             (now - self.started_at) * 1000,
+            self.model or "-",
+            self.upstream or "-",
+            usage,
         )
+
+    @property
+    def status_logged(self) -> int:
+        return 499 if self.outcome is Outcome.CLIENT_CLOSED else self.status

@@ -4,14 +4,15 @@ Each request lives in one nursery. The relay task reads the body, opens the
 upstream and copies its answer; the watcher task blocks on ASGI ``receive()``
 until ``http.disconnect``. Whichever ends first cancels the nursery's scope.
 The upstream response is held in ``async with``, so a cancel in any phase
-closes the upstream socket (httpcore drops it from the pool; it is never
-reused). Nothing polls.
+closes the upstream socket (the pool never reuses it). Nothing polls.
 
 Upstream failures map to outcomes in two places: before response headers
-the client gets a 502/504 JSON error; after them an event stream ends with an
-SSE ``error`` event, never a fake ``[DONE]``.
+the client gets a 502/504 JSON error (after trying the fallbacks, if any);
+after them an event stream ends with an SSE ``error`` event, never a fake
+``[DONE]``.
 """
 
+import json
 import ssl
 import time
 
@@ -23,9 +24,14 @@ from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import send_json_error
 from trioproxy.headers import request_headers, response_headers
+from trioproxy.heartbeat import Heartbeat
+from trioproxy.inflight import Inflight
+from trioproxy.metrics import Metrics
 from trioproxy.record import Outcome, Phase, RequestRecord
+from trioproxy.routing import Upstream
 from trioproxy.sse import EventCounter, error_event
 from trioproxy.upstream import UpstreamTransport
+from trioproxy.usage import UsageTap
 
 __all__ = ["Relay", "open_upstream_client"]
 
@@ -63,12 +69,24 @@ def open_upstream_client(config: ProxyConfig) -> httpx.AsyncClient:
 class Relay:
     """The raw ASGI handler for every route under ``/v1/``."""
 
-    def __init__(self, config: ProxyConfig, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        client: httpx.AsyncClient,
+        inflight: Inflight | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._config = config
         self._client = client
+        self._router = config.router()
+        self._metrics = metrics or Metrics()
+        self._inflight = inflight or Inflight(self._metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = RequestRecord(scope["method"], scope["path"])
+        client = scope.get("client")
+        record.client = f"{client[0]}:{client[1]}" if client else ""
+        self._inflight.add(record)
         try:
             await self._handle(scope, receive, send, record)
         except trio.Cancelled:
@@ -76,6 +94,8 @@ class Relay:
             record.end(Outcome.SHUTDOWN, 503)
             raise
         finally:
+            self._inflight.remove(record)
+            self._metrics.finished(record)
             record.log()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
@@ -96,9 +116,24 @@ class Relay:
                 "request_too_large",
             )
             return
+        upstream = self._route(body, rec)
+        if upstream is None:
+            rec.end(Outcome.COMPLETED, 404)
+            await send_json_error(
+                send,
+                404,
+                f"model {rec.model!r} is not served here",
+                "invalid_request_error",
+                "model_not_found",
+            )
+            return
         async with trio.open_nursery() as nursery:
+            rec.cancel_scope = nursery.cancel_scope
             nursery.start_soon(_watch_client, receive, nursery.cancel_scope, rec)
-            await self._forward(scope, send, body, rec)
+            beat = Heartbeat(send, self._config.heartbeat_s)
+            if beat.enabled:
+                nursery.start_soon(beat.run)
+            await self._forward(scope, send, body, rec, upstream, beat)
             nursery.cancel_scope.cancel()
         rec.upstream_closed_at = time.monotonic()
 
@@ -121,6 +156,19 @@ class Relay:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
+        # The body is parsed only when the model decides where it goes.
+        if not self._router.needs_model:
+            return self._router.default
+        try:
+            model = json.loads(body).get("model") if body else None
+        except (ValueError, AttributeError):
+            model = None
+        if not isinstance(model, str):
+            return self._router.default  # no model (GET /v1/files, ...): the first upstream
+        rec.model = model
+        return self._router.route(model)
+
     def _timeouts(self) -> dict[str, float | None]:
         # "read" covers the wait for headers here; _relay_answer lowers it to
         # the idle timeout once headers are in. httpcore reads it lazily from
@@ -132,23 +180,43 @@ class Relay:
             "pool": None,
         }
 
-    async def _forward(self, scope: Scope, send: Send, body: bytes, rec: RequestRecord) -> None:
-        rec.phase = Phase.CONNECT
-        url = self._config.upstream_url(scope["raw_path"], scope["query_string"])
-        headers = request_headers(scope["headers"], self._config.upstream_key)
-        try:
-            async with self._client.stream(
-                scope["method"],
-                url,
-                headers=headers,
-                content=body,
-                extensions={"trace": rec.trace, "timeout": self._timeouts()},
-            ) as response:
-                await self._relay_answer(response, send, rec)
-        except httpx.HTTPError as exc:
-            await _fail_before_headers(send, rec, exc)
+    async def _forward(
+        self,
+        scope: Scope,
+        send: Send,
+        body: bytes,
+        rec: RequestRecord,
+        first: Upstream,
+        beat: Heartbeat,
+    ) -> None:
+        chain = self._router.chain(first)
+        for upstream in chain:
+            last = upstream is chain[-1]
+            rec.upstream = upstream.name
+            rec.phase = Phase.CONNECT
+            try:
+                async with self._client.stream(
+                    scope["method"],
+                    upstream.url_for(scope["raw_path"], scope["query_string"]),
+                    headers=request_headers(scope["headers"], upstream.key),
+                    content=body,
+                    extensions={"trace": rec.trace, "timeout": self._timeouts()},
+                ) as response:
+                    if response.status_code >= 500 and not last:
+                        continue  # nothing reached the client yet: try the next one
+                    await self._relay_answer(response, send, rec, beat)
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if last:  # else: not reached, nothing sent: try the next one
+                    await _fail_before_headers(send, rec, exc)
+                    return
+            except httpx.HTTPError as exc:
+                await _fail_before_headers(send, rec, exc)
+                return
 
-    async def _relay_answer(self, response: httpx.Response, send: Send, rec: RequestRecord) -> None:
+    async def _relay_answer(
+        self, response: httpx.Response, send: Send, rec: RequestRecord, beat: Heartbeat
+    ) -> None:
         rec.upstream_headers_at = time.monotonic()
         response.request.extensions["timeout"]["read"] = self._config.idle_timeout_s
         headers = response_headers(response.headers.raw)
@@ -156,19 +224,26 @@ class Relay:
         if response.headers.get("content-type", "").startswith("text/event-stream"):
             counter = EventCounter()
             headers.append((b"x-accel-buffering", b"no"))
+        usage = UsageTap(event_stream=counter is not None)
         rec.status = response.status_code
         rec.phase = Phase.WAITING_FIRST_BYTE
         await send({"type": "http.response.start", "status": rec.status, "headers": headers})
+        beat.stream_started(counter)
         try:
             async for chunk in response.aiter_raw():
                 rec.phase = Phase.STREAMING
                 rec.bytes_relayed += len(chunk)
+                usage.feed(chunk)
                 if counter is not None:
                     counter.feed(chunk)
                     rec.events_relayed = counter.events
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await beat.send_chunk(chunk)
         except httpx.HTTPError as exc:
+            rec.usage = usage.usage
             return await _fail_mid_stream(send, rec, exc, event_stream=counter is not None)
+        finally:
+            usage.close()
+            rec.usage = usage.usage
         # The answer is whole once the upstream finished: a disconnect seen
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)

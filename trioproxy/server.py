@@ -15,7 +15,7 @@ from trioproxy import guards
 from trioproxy.app import build_app
 from trioproxy.asgi import ASGIApp
 from trioproxy.config import ProxyConfig
-from trioproxy.relay import Relay, open_upstream_client
+from trioproxy.relay import open_upstream_client
 
 __all__ = ["hypercorn_config", "serve_app", "serve_proxy"]
 
@@ -59,5 +59,5 @@ async def serve_proxy(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     async with open_upstream_client(proxy) as client:
-        app = build_app(Relay(proxy, client))
+        app = build_app(proxy, client)
         await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)

@@ -1,0 +1,80 @@
+"""What stands between a request and the relay: CORS and client keys.
+
+Pure ASGI wrappers, so the relay stays a plain race. Keys are compared in
+constant time, against every configured key (no early exit), and never logged.
+"""
+
+import hmac
+
+from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
+from trioproxy.errors import send_json_error
+
+__all__ = ["bearer_ok", "with_cors", "with_keys"]
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def bearer_ok(scope: Scope, keys: frozenset[bytes]) -> bool:
+    """``Authorization: Bearer KEY`` (or Anthropic's ``x-api-key: KEY``) holds one of ``keys``."""
+    given = _header(scope, b"authorization") or b""
+    token = given[7:] if given[:7].lower() == b"bearer " else _header(scope, b"x-api-key") or b""
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(token, key)
+    return found
+
+
+def with_keys(app: ASGIApp, keys: frozenset[str]) -> ASGIApp:
+    encoded = frozenset(k.encode() for k in keys)
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if bearer_ok(scope, encoded):
+            await app(scope, receive, send)
+        else:
+            await send_json_error(
+                send, 401, "missing or wrong API key", "invalid_request_error", "invalid_api_key"
+            )
+
+    return guarded
+
+
+def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
+    """Answer preflights and mark answers for the configured browser origins."""
+    allowed = frozenset(o.encode() for o in origins)
+
+    async def cors(scope: Scope, receive: Receive, send: Send) -> None:
+        origin = _header(scope, b"origin") if scope["type"] == "http" else None
+        if origin is None or not (origin in allowed or b"*" in allowed):
+            return await app(scope, receive, send)
+        marks = [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+        requested = _header(scope, b"access-control-request-method")
+        if scope["method"] == "OPTIONS" and requested is not None:
+            headers = _header(scope, b"access-control-request-headers") or b""
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        *marks,
+                        (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE"),
+                        (b"access-control-allow-headers", headers),
+                        (b"access-control-max-age", b"600"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return None
+
+        async def marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *marks]
+            await send(message)
+
+        return await app(scope, receive, marked)
+
+    return cors
