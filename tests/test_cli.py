@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 
+from trioproxy.conformance import free_port
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
 
 CLI = [sys.executable, "-m", "trioproxy"]
@@ -20,10 +21,10 @@ class Running:
         self.process = process
         self.output = b""
 
-    async def wait_for(self, needle: bytes) -> bytes:
-        """Read the process's stderr until ``needle``; return the line holding it."""
+    async def wait_for(self, needle: bytes, count: int = 1) -> bytes:
+        """Read the process's stderr until ``needle`` (``count`` times); return its first line."""
         assert self.process.stderr is not None
-        while needle not in self.output:
+        while self.output.count(needle) < count:
             chunk = await self.process.stderr.receive_some(65536)
             if not chunk:
                 raise AssertionError(f"process ended before {needle!r}: {self.output.decode()}")
@@ -116,3 +117,73 @@ async def test_demo_prints_a_closed_upstream_for_every_phase() -> None:
     assert len(rows) == 10, out
     assert all(row[2] == "closed" or row[2:4] == ["never", "opened"] for row in rows), out
     assert b"Traceback" not in result.stderr
+
+
+async def test_sigterm_drains_then_stops_what_is_left() -> None:
+    with trio.fail_after(60):
+        async with run_cli("sim", "--port", "0") as sim:
+            upstream = await sim.origin()
+            async with run_cli(
+                "serve", "--upstream", f"{upstream}/v1", "--port", "0", "--grace-period", "1.5"
+            ) as proxy:
+                origin = await proxy.origin()
+                host, port = origin.removeprefix("http://").rsplit(":", 1)
+                clients = []
+                for sim_id, tokens in (("short", "40"), ("long", "100000")):
+                    client = await RawClient.connect(host, int(port))
+                    await client.send(
+                        request_bytes(
+                            "POST",
+                            "/v1/chat/completions",
+                            chat_body(True),
+                            {"x-sim-id": sim_id, "x-sim-tokens": tokens, "x-sim-interval": "0.02"},
+                        )
+                    )
+                    await client.read_until(b"data: ")
+                    clients.append(client)
+                proxy.process.send_signal(signal.SIGTERM)
+                short, long = clients
+                await short.read_all()  # finishes within the grace period
+                await long.read_all()  # cut when the grace period ends
+                assert await proxy.process.wait() == 0
+                log = await proxy.drain()
+                async with httpx.AsyncClient(base_url=upstream) as http:
+                    fates = {
+                        f["sim_id"]: f for f in (await http.get("/sim/fates")).json()["fates"]
+                    }
+    assert short.body.endswith(b"data: [DONE]\n\n")
+    assert b"[DONE]" not in long.received
+    assert fates["short"]["outcome"] == "completed"
+    assert fates["long"]["outcome"] == "disconnected"
+    assert b"outcome=shutdown" in log and b"Traceback" not in log
+
+
+async def test_workers_share_one_port() -> None:
+    with trio.fail_after(60):
+        port = free_port()
+        async with run_cli("serve", "--port", str(port), "--workers", "2") as proxy:
+            await proxy.wait_for(b"trioproxy relaying to", count=2)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                try:
+                    answers = [await client.get("/health") for _ in range(4)]
+                except httpx.ReadTimeout:
+                    proxy.process.kill()
+                    raise AssertionError((await proxy.drain()).decode()) from None
+            proxy.process.send_signal(signal.SIGTERM)
+            assert await proxy.process.wait() == 0
+            log = await proxy.drain()
+    assert all(a.status_code == 200 for a in answers)
+    assert log.count(b"Running on http://127.0.0.1:%d" % port) == 2, log.decode()
+
+
+async def test_a_wrong_config_stops_start_up(tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "bad.toml"
+    path.write_text("[server]\nprot = 1\n")
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [*CLI, "serve", "--config", str(path)], capture_stderr=True, check=False
+        )
+    assert done.returncode != 0
+    assert b"unknown key server.prot" in done.stderr

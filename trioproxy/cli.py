@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: the access log already has one line each.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             _run_serve(args)
@@ -161,12 +163,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
-async def _wait_for_signal() -> None:
-    """Return at SIGINT or SIGTERM: hypercorn then stops accepting and drains."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("%s: shutting down", signal.Signals(signum).name)
-            return
+class _Stop:
+    """SIGINT or SIGTERM, caught from the very start: hypercorn then stops
+    accepting and drains. Catching them before the server listens means a
+    signal that comes early is never the default, abrupt exit."""
+
+    def __init__(self) -> None:
+        self._signals = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        self._receiver = self._signals.__enter__()
+
+    async def wait(self) -> None:
+        try:
+            async for signum in self._receiver:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                return
+        finally:
+            self._signals.__exit__(None, None, None)
 
 
 _SERVE_OPTIONS = (
@@ -206,6 +218,7 @@ def _run_serve(args: argparse.Namespace) -> None:
 
 
 async def _serve(settings: ServerSettings) -> None:
+    stop = _Stop()
     config = hypercorn_config(settings.host, settings.port, settings.certfile, settings.keyfile)
     config.graceful_timeout = settings.grace_period_s
     if fd := os.environ.get(LISTEN_FD):  # a worker of run_workers: the socket is inherited
@@ -222,7 +235,7 @@ async def _serve(settings: ServerSettings) -> None:
                 bound,
             )
         async with trio.open_nursery() as proxy_nursery:
-            serve = partial(serve_proxy, proxy, config, shutdown_trigger=_wait_for_signal)
+            serve = partial(serve_proxy, proxy, config, shutdown_trigger=stop.wait)
             await proxy_nursery.start(serve)
             for upstream in proxy.router().upstreams:
                 log.info(
@@ -239,5 +252,5 @@ async def _sim(args: argparse.Namespace) -> None:
     await serve_app(
         SimUpstream(params),
         hypercorn_config(args.host, args.port),
-        shutdown_trigger=_wait_for_signal,
+        shutdown_trigger=_Stop().wait,
     )

@@ -89,9 +89,11 @@ class Relay:
         self._inflight.add(record)
         try:
             await self._handle(scope, receive, send, record)
-        except trio.Cancelled:
-            # hypercorn never cancels a request; only the server stopping does.
-            record.end(Outcome.SHUTDOWN, 503)
+        except BaseException as exc:
+            # hypercorn never cancels a request; only the server stopping does
+            # (after its grace period). The cancel may come grouped by a nursery.
+            if _only_cancelled(exc):
+                record.end(Outcome.SHUTDOWN, 503)
             raise
         finally:
             self._inflight.remove(record)
@@ -116,6 +118,8 @@ class Relay:
                 "request_too_large",
             )
             return
+        if scope["path"] == "/v1/models" and len(self._router.upstreams) > 1:
+            return await self._merged_models(scope, send, rec)
         upstream = self._route(body, rec)
         if upstream is None:
             rec.end(Outcome.COMPLETED, 404)
@@ -156,9 +160,44 @@ class Relay:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
+    async def _merged_models(self, scope: Scope, send: Send, rec: RequestRecord) -> None:
+        """``GET /v1/models`` with several upstreams: their lists, merged."""
+        models: dict[str, object] = {}
+
+        async def fetch(upstream: Upstream) -> None:
+            headers = request_headers(scope["headers"], upstream.key)
+            with trio.move_on_after(self._config.connect_timeout_s):
+                try:
+                    answer = await self._client.get(
+                        upstream.url_for(b"/v1/models", b""), headers=headers
+                    )
+                    for model in answer.json().get("data", []):
+                        models.setdefault(model.get("id"), model)
+                except (httpx.HTTPError, ValueError, AttributeError):
+                    pass  # an upstream that cannot list its models lists none
+
+        async with trio.open_nursery() as nursery:
+            for upstream in self._router.upstreams:
+                nursery.start_soon(fetch, upstream)
+        body = json.dumps({"object": "list", "data": list(models.values())}).encode()
+        rec.end(Outcome.COMPLETED, 200)
+        rec.bytes_relayed = len(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
     def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
-        # The body is parsed only when the model decides where it goes.
-        if not self._router.needs_model:
+        # The body is parsed only when its model decides where it goes, or
+        # when the admin's listing will show it.
+        if not self._router.needs_model and self._config.admin_key is None:
             return self._router.default
         try:
             model = json.loads(body).get("model") if body else None
@@ -167,7 +206,7 @@ class Relay:
         if not isinstance(model, str):
             return self._router.default  # no model (GET /v1/files, ...): the first upstream
         rec.model = model
-        return self._router.route(model)
+        return self._router.route(model) if self._router.needs_model else self._router.default
 
     def _timeouts(self) -> dict[str, float | None]:
         # "read" covers the wait for headers here; _relay_answer lowers it to
@@ -248,6 +287,12 @@ class Relay:
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 def _upstream_outcome(exc: httpx.HTTPError) -> Outcome:

@@ -1,0 +1,285 @@
+"""What a drop-in gateway needs, on real sockets: routing, keys, admin, metrics, usage,
+heartbeats, CORS, fallback."""
+
+import json
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import AccessLog, start_proxy, start_sim
+from trioproxy.config import ProxyConfig
+from trioproxy.routing import Upstream
+from trioproxy.sim import SimUpstream
+from trioproxy.sim.render import Render
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def two_upstreams(
+    nursery: trio.Nursery, **config: object
+) -> tuple[str, SimUpstream, SimUpstream]:
+    a, b = SimUpstream(), SimUpstream()
+    url_a, url_b = await start_sim(nursery, a), await start_sim(nursery, b)
+    upstreams = (
+        Upstream("a", f"{url_a}/v1", "sk-a", ("alpha", "a-*")),
+        Upstream("b", f"{url_b}/v1", None, ("beta",)),
+    )
+    proxy = await start_proxy(nursery, ProxyConfig(upstream="", upstreams=upstreams, **config))  # type: ignore[arg-type]
+    return proxy, a, b
+
+
+async def test_routes_by_model_and_merges_model_lists(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    proxy, a, b = await two_upstreams(nursery)
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            glob = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "a-mini"},
+                headers={"x-sim-id": "1", "authorization": "Bearer mine"},
+            )
+            exact = await client.post(
+                "/v1/chat/completions", json=CHAT | {"model": "beta"}, headers={"x-sim-id": "2"}
+            )
+            unknown = await client.post("/v1/chat/completions", json=CHAT | {"model": "gamma"})
+            models = await client.get("/v1/models")
+    assert glob.status_code == exact.status_code == 200
+    assert (
+        a.fate("1").outcome == "completed"
+        and a.fate("1").request_headers["authorization"] == "Bearer sk-a"
+    )
+    assert (
+        b.fate("2").outcome == "completed"
+        and b.fate("2").request_headers.get("authorization") is None
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    assert [m["id"] for m in models.json()["data"]] == [
+        "sim-small",
+        "sim-large",
+    ]  # both lists, merged
+    line = await access_log.wait_for_line("model=a-mini")
+    assert "upstream=a" in line
+
+
+async def test_client_keys(
+    nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(
+        nursery,
+        ProxyConfig(
+            upstream=f"{await start_sim(nursery, sim)}/v1",
+            api_keys=frozenset({"sk-client-1", "sk-client-2"}),
+        ),
+    )
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            none = await client.post("/v1/chat/completions", json=CHAT)
+            wrong = await client.post(
+                "/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client-3"}
+            )
+            right = await client.post(
+                "/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client-2"}
+            )
+            anthropic_style = await client.post(
+                "/v1/messages", json=CHAT | {"max_tokens": 3}, headers={"x-api-key": "sk-client-1"}
+            )
+        await access_log.wait_for(2)
+    assert none.status_code == wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
+    assert right.status_code == anthropic_style.status_code == 200
+    assert not any("sk-client" in line for line in access_log.lines)
+    assert not any("sk-client" in r.getMessage() for r in caplog.records)
+
+
+async def test_admin_lists_and_cancels_a_request(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(
+        nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", admin_key="adm")
+    )
+    admin = {"authorization": "Bearer adm"}
+    with trio.fail_after(15):
+        async with (
+            httpx.AsyncClient(base_url=proxy, timeout=10) as client,
+            trio.open_nursery() as n,
+        ):
+            result: dict[str, object] = {}
+
+            async def long_stream() -> None:
+                async with client.stream(
+                    "POST",
+                    "/v1/chat/completions",
+                    json=CHAT | {"model": "m", "stream": True},
+                    headers={
+                        "x-sim-id": "long",
+                        "x-sim-tokens": "100000",
+                        "x-sim-interval": "0.01",
+                    },
+                ) as r:
+                    try:
+                        async for _ in r.aiter_raw():
+                            pass
+                    except httpx.HTTPError as exc:
+                        result["client"] = type(exc).__name__
+
+            n.start_soon(long_stream)
+            await sim.fate("long").wait_progress(tokens=3)
+            denied = await client.get("/admin/requests")
+            listing = (await client.get("/admin/requests", headers=admin)).json()["requests"]
+            (entry,) = listing
+            cancelled = await client.delete(f"/admin/requests/{entry['id']}", headers=admin)
+            fate = await sim.wait_ended("long")
+            missing = await client.delete("/admin/requests/nope", headers=admin)
+        line = await access_log.wait_for_line("cancelled_by_admin")
+    assert denied.status_code == 401
+    assert entry["model"] == "m" and entry["phase"] == "streaming" and entry["bytes"] > 0
+    assert cancelled.status_code == 200 and missing.status_code == 404
+    assert fate.outcome == "disconnected"
+    assert result["client"] == "RemoteProtocolError"  # the client's side was closed too
+    assert " 503 outcome=cancelled_by_admin phase=streaming" in line
+
+
+async def test_metrics_count_outcomes_and_stop_propagation(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1"))
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            await client.post("/v1/chat/completions", json=CHAT | {"model": "m", "stream": True})
+            async with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m", "stream": True},
+                headers={"x-sim-id": "stop", "x-sim-tokens": "100000", "x-sim-interval": "0.01"},
+            ) as r:
+                async for _ in r.aiter_raw():
+                    break
+            await sim.wait_ended("stop")
+            text = ""
+            while "trioproxy_stop_propagation_seconds_count 1.0" not in text:
+                text = (await client.get("/metrics")).text  # the stopped request ends just after
+    assert 'trioproxy_requests_total{outcome="completed",route="/v1/chat/completions"} 1.0' in text
+    assert (
+        'trioproxy_requests_total{outcome="client_closed",route="/v1/chat/completions"} 1.0' in text
+    )
+    assert "trioproxy_relayed_events_total" in text and "trioproxy_open_requests" in text
+
+
+async def test_usage_of_completed_and_stopped_streams(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1"))
+    body = CHAT | {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            await client.post("/v1/chat/completions", json=body, headers={"x-sim-tokens": "9"})
+            completed = await access_log.wait_for_line("outcome=completed")
+            async with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=body,
+                headers={"x-sim-tokens": "100000", "x-sim-interval": "0.01"},
+            ) as r:
+                async for _ in r.aiter_raw():
+                    break
+            stopped = await access_log.wait_for_line("outcome=client_closed")
+            await client.post("/v1/messages", json=CHAT | {"model": "m", "max_tokens": 4})
+            json_answer = await access_log.wait_for_line("/v1/messages")
+    assert 'usage={"prompt_tokens":8,"completion_tokens":9,"total_tokens":17}' in completed
+    assert "events=13 " in completed
+    assert "usage=none" in stopped and "phase=streaming" in stopped  # not estimated
+    assert 'usage={"input_tokens":8,"output_tokens":4}' in json_answer
+
+
+async def test_heartbeats_while_the_model_thinks(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(
+        nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=0.1)
+    )
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            response = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m", "stream": True},
+                headers={"x-sim-id": "hb", "x-sim-first-token-delay": "0.55", "x-sim-tokens": "3"},
+            )
+    beats = response.content.count(b": keep-alive\n\n")
+    assert 3 <= beats <= 6
+    assert response.content.replace(b": keep-alive\n\n", b"") == Render("chat", "m", "hb").stream(3)
+
+
+async def test_cors_preflight_and_marked_answers(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(
+        nursery,
+        ProxyConfig(
+            upstream=f"{await start_sim(nursery, sim)}/v1", cors_origins=("https://chat.example",)
+        ),
+    )
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            preflight = await client.options(
+                "/v1/chat/completions",
+                headers={
+                    "origin": "https://chat.example",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": "authorization, content-type",
+                },
+            )
+            allowed = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m"},
+                headers={"origin": "https://chat.example"},
+            )
+            other = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m"},
+                headers={"origin": "https://evil.example"},
+            )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://chat.example"
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    assert allowed.headers["access-control-allow-origin"] == "https://chat.example"
+    assert "access-control-allow-origin" not in other.headers
+    assert sim.fates and all(f.path == "/v1/chat/completions" for f in sim.fates)
+
+
+async def test_fallback_before_any_byte_and_never_after(nursery: trio.Nursery) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    failing, backup = SimUpstream(), SimUpstream()
+    url_failing, url_backup = await start_sim(nursery, failing), await start_sim(nursery, backup)
+    upstreams = (
+        Upstream("dead", dead, None, ("m1",), ("backup",)),
+        Upstream("failing", f"{url_failing}/v1", None, ("m2",), ("backup",)),
+        Upstream("backup", f"{url_backup}/v1", None, ("m3",)),
+    )
+    proxy = await start_proxy(nursery, ProxyConfig(upstream="", upstreams=upstreams))
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            unreachable = await client.post(
+                "/v1/chat/completions", json=CHAT | {"model": "m1"}, headers={"x-sim-id": "u"}
+            )
+            five_hundred = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m2"},
+                headers={"x-sim-id": "f", "x-sim-fail": "500"},
+            )
+            cut = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m2", "stream": True},
+                headers={"x-sim-id": "c", "x-sim-fail": "drop", "x-sim-tokens": "3"},
+            )
+    assert unreachable.status_code == 200 and backup.fate("u").outcome == "completed"
+    # The backup got the request the failing upstream answered 500 (its sim fails too: the
+    # header travels along), and the client gets the backup's answer.
+    assert failing.fate("f").outcome == "completed" and backup.fate("f").started.is_set()
+    assert five_hundred.status_code == 500
+    # A stream that broke after bytes reached the client is not retried anywhere.
+    assert json.loads(cut.content.split(b"\n\n")[-2].split(b"data: ")[1])["error"]
+    assert not backup.fate("c").started.is_set()

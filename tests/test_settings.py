@@ -1,0 +1,92 @@
+"""Settings from TOML, environment and command line; wrong ones stop start-up clearly."""
+
+import pathlib
+
+import pytest
+
+from trioproxy.settings import SettingsError, load
+
+GOOD = """
+[server]
+port = 9000
+
+[timeouts]
+headers_s = 120
+
+[auth]
+api_keys_env = ["CLIENT_KEY"]
+
+[[upstream]]
+name = "a"
+url = "http://127.0.0.1:1/v1"
+api_key_env = "A_KEY"
+models = ["alpha", "a-*"]
+fallback = ["b"]
+
+[[upstream]]
+name = "b"
+url = "http://127.0.0.1:2/v1"
+models = ["beta"]
+"""
+ENV = {"A_KEY": "sk-a", "CLIENT_KEY": "ck"}
+
+
+def write(tmp_path: pathlib.Path, text: str) -> str:
+    path = tmp_path / "trioproxy.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_file_environment_and_cli_merge(tmp_path: pathlib.Path) -> None:
+    settings = load(
+        write(tmp_path, GOOD),
+        {"port": 9100, "api_key": ["cli-key"]},
+        ENV | {"TRIOPROXY_HOST": "0.0.0.0"},
+    )
+    assert (settings.host, settings.port) == ("0.0.0.0", 9100)  # env, then CLI, over the file
+    proxy = settings.proxy
+    assert proxy.headers_timeout_s == 120
+    assert proxy.api_keys == {"ck", "cli-key"}
+    router = proxy.router()
+    assert router.route("alpha") is router.route("a-mini") is router.by_name["a"]
+    assert router.route("beta") is router.by_name["b"]
+    assert router.route("gamma") is None
+    assert router.by_name["a"].key == "sk-a"
+    assert [u.name for u in router.chain(router.by_name["a"])] == ["a", "b"]
+    assert "sk-a" not in repr(proxy)
+
+
+def test_single_upstream_flag_replaces_the_file_upstreams(tmp_path: pathlib.Path) -> None:
+    settings = load(write(tmp_path, GOOD), {"upstream": "http://x/v1"}, ENV)
+    assert [u.url for u in settings.proxy.router().upstreams] == ["http://x/v1"]
+    assert not settings.proxy.router().needs_model
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[server]\nport = \n", {}, "line 2"),
+        ("[server]\nprot = 1\n", {}, "unknown key server.prot"),
+        ("[serve]\nport = 1\n", {}, "unknown section [serve]"),
+        (GOOD, {"CLIENT_KEY": "ck"}, "A_KEY is not set"),
+        (
+            GOOD.replace('models = ["beta"]', 'models = ["alpha"]'),
+            ENV,
+            "model 'alpha' is claimed by upstreams 'a' and 'b'",
+        ),
+        (GOOD.replace('fallback = ["b"]', 'fallback = ["c"]'), ENV, "fallback 'c'"),
+    ],
+    ids=[
+        "invalid-toml",
+        "unknown-key",
+        "unknown-section",
+        "unset-env",
+        "duplicate-model",
+        "unknown-fallback",
+    ],
+)
+def test_wrong_settings_name_the_problem(
+    tmp_path: pathlib.Path, text: str, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(write(tmp_path, text), {}, env)
