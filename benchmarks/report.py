@@ -35,7 +35,7 @@ def bar_chart(
     ylabel: str,
     log: bool = False,
 ) -> None:
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig, ax = plt.subplots(figsize=(11, 4.6))
     width = 0.8 / max(len(series), 1)
     for i, (name, values) in enumerate(series.items()):
         ax.bar([x + i * width for x in range(len(labels))], values, width, label=name)

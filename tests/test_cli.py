@@ -148,9 +148,7 @@ async def test_sigterm_drains_then_stops_what_is_left() -> None:
                 assert await proxy.process.wait() == 0
                 log = await proxy.drain()
                 async with httpx.AsyncClient(base_url=upstream) as http:
-                    fates = {
-                        f["sim_id"]: f for f in (await http.get("/sim/fates")).json()["fates"]
-                    }
+                    fates = {f["sim_id"]: f for f in (await http.get("/sim/fates")).json()["fates"]}
     assert short.body.endswith(b"data: [DONE]\n\n")
     assert b"[DONE]" not in long.received
     assert fates["short"]["outcome"] == "completed"

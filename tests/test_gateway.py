@@ -283,3 +283,38 @@ async def test_fallback_before_any_byte_and_never_after(nursery: trio.Nursery) -
     # A stream that broke after bytes reached the client is not retried anywhere.
     assert json.loads(cut.content.split(b"\n\n")[-2].split(b"data: ")[1])["error"]
     assert not backup.fate("c").started.is_set()
+
+
+async def test_early_headers_mode_answers_at_once_and_reports_errors_in_stream(
+    nursery: trio.Nursery,
+) -> None:
+    sim = SimUpstream()
+    proxy = await start_proxy(
+        nursery,
+        ProxyConfig(
+            upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=0.1, early_headers=True
+        ),
+    )
+    body = CHAT | {"model": "m", "stream": True}
+    with trio.fail_after(15):
+        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+            started = trio.current_time()
+            async with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=body,
+                headers={"x-sim-id": "slow", "x-sim-headers-delay": "0.5", "x-sim-tokens": "3"},
+            ) as r:
+                headers_after = trio.current_time() - started
+                content = await r.aread()
+            failed = await client.post(
+                "/v1/chat/completions",
+                json=body,
+                headers={"x-sim-fail": "500", "x-sim-headers-delay": "0.25"},
+            )
+    assert r.status_code == 200 and headers_after < 0.4  # before the upstream's 0.5 s
+    assert content.count(b": keep-alive\n\n") >= 2
+    assert content.replace(b": keep-alive\n\n", b"") == Render("chat", "m", "slow").stream(3)
+    assert failed.status_code == 200  # the trade-off: the error arrives in the stream
+    error = json.loads(failed.content.split(b"event: error\ndata: ")[1])
+    assert "upstream answered 500" in error["error"]["message"]

@@ -90,3 +90,11 @@ def test_wrong_settings_name_the_problem(
 ) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load(write(tmp_path, text), {}, env)
+
+
+def test_the_example_file_is_valid() -> None:
+    example = pathlib.Path(__file__).parents[1] / "docs" / "trioproxy.example.toml"
+    env = {"TRIOPROXY_CLIENT_KEY": "c", "TRIOPROXY_ADMIN_KEY": "a", "OPENAI_API_KEY": "o"}
+    settings = load(str(example), {}, env)
+    assert [u.name for u in settings.proxy.router().upstreams] == ["openai", "local"]
+    assert settings.proxy.admin_key == "a" and settings.proxy.api_keys == {"c"}

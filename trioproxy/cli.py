@@ -197,6 +197,7 @@ _SERVE_OPTIONS = (
     "admin_key",
     "cors_origin",
     "heartbeat",
+    "early_headers",
     "grace_period",
     "workers",
 )

@@ -137,7 +137,10 @@ class Relay:
             beat = Heartbeat(send, self._config.heartbeat_s)
             if beat.enabled:
                 nursery.start_soon(beat.run)
-            await self._forward(scope, send, body, rec, upstream, beat)
+            early = self._config.early_headers and _asks_for_stream(body)
+            if early:
+                await _start_event_stream(send, rec, beat)
+            await self._forward(scope, send, body, rec, upstream, beat, early)
             nursery.cancel_scope.cancel()
         rec.upstream_closed_at = time.monotonic()
 
@@ -227,7 +230,9 @@ class Relay:
         rec: RequestRecord,
         first: Upstream,
         beat: Heartbeat,
+        early: bool,
     ) -> None:
+        fail = _fail_early if early else _fail_before_headers
         chain = self._router.chain(first)
         for upstream in chain:
             last = upstream is chain[-1]
@@ -243,18 +248,23 @@ class Relay:
                 ) as response:
                     if response.status_code >= 500 and not last:
                         continue  # nothing reached the client yet: try the next one
-                    await self._relay_answer(response, send, rec, beat)
+                    await self._relay_answer(response, send, rec, beat, early)
                     return
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:  # else: not reached, nothing sent: try the next one
-                    await _fail_before_headers(send, rec, exc)
+                    await fail(send, rec, exc)
                     return
             except httpx.HTTPError as exc:
-                await _fail_before_headers(send, rec, exc)
+                await fail(send, rec, exc)
                 return
 
     async def _relay_answer(
-        self, response: httpx.Response, send: Send, rec: RequestRecord, beat: Heartbeat
+        self,
+        response: httpx.Response,
+        send: Send,
+        rec: RequestRecord,
+        beat: Heartbeat,
+        early: bool,
     ) -> None:
         rec.upstream_headers_at = time.monotonic()
         response.request.extensions["timeout"]["read"] = self._config.idle_timeout_s
@@ -264,10 +274,14 @@ class Relay:
             counter = EventCounter()
             headers.append((b"x-accel-buffering", b"no"))
         usage = UsageTap(event_stream=counter is not None)
-        rec.status = response.status_code
-        rec.phase = Phase.WAITING_FIRST_BYTE
-        await send({"type": "http.response.start", "status": rec.status, "headers": headers})
-        beat.stream_started(counter)
+        if early:
+            if counter is None or response.status_code != 200:
+                return await _refused_after_early_headers(response, send, rec)
+        else:
+            rec.status = response.status_code
+            rec.phase = Phase.WAITING_FIRST_BYTE
+            await send({"type": "http.response.start", "status": rec.status, "headers": headers})
+            beat.stream_started(counter)
         try:
             async for chunk in response.aiter_raw():
                 rec.phase = Phase.STREAMING
@@ -287,6 +301,53 @@ class Relay:
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _asks_for_stream(body: bytes) -> bool:
+    if b'"stream"' not in body:
+        return False
+    try:
+        return json.loads(body).get("stream") is True
+    except (ValueError, AttributeError):
+        return False
+
+
+async def _start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) -> None:
+    """The opt-in early answer: 200 and an event stream at once, heartbeats until the
+    upstream answers. The price: an upstream error can only arrive as an error event."""
+    rec.status = 200
+    rec.phase = Phase.WAITING_FIRST_BYTE
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream"),
+                (b"cache-control", b"no-cache"),
+                (b"x-accel-buffering", b"no"),
+            ],
+        }
+    )
+    beat.stream_started(EventCounter())
+
+
+async def _refused_after_early_headers(
+    response: httpx.Response, send: Send, rec: RequestRecord
+) -> None:
+    detail = (await response.aread())[:2000].decode(errors="replace")
+    rec.end(Outcome.UPSTREAM_ERROR)
+    message = f"upstream answered {response.status_code}: {detail}"
+    await send(
+        {
+            "type": "http.response.body",
+            "body": error_event(message, "upstream_error"),
+            "more_body": False,
+        }
+    )
+
+
+async def _fail_early(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
+    await _fail_mid_stream(send, rec, exc, event_stream=True)
 
 
 def _only_cancelled(exc: BaseException) -> bool:
