@@ -21,7 +21,7 @@ fi
 command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer" >&2; exit 1; }
 (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)
 
-bash scripts/bootstrap.sh test
+bash scripts/bootstrap.sh test bench
 .venv/bin/ruff check trioproxy tests benchmarks
 .venv/bin/ruff format --check trioproxy tests benchmarks
 .venv/bin/mypy trioproxy tests benchmarks
