@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         help="SSE comment after this many seconds of upstream silence (default off)",
     )
     add(
+        "--early-headers",
+        action="store_true",
+        default=None,
+        help="answer streaming requests 200 at once, with heartbeats until the upstream "
+        "answers (its errors then arrive as SSE error events)",
+    )
+    add(
         "--grace-period",
         type=float,
         metavar="S",
