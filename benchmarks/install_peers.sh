@@ -4,17 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh test bench
-missing=()
-command -v nginx >/dev/null || missing+=(nginx-light)
-command -v wrk >/dev/null || missing+=(wrk)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "missing Debian packages: ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
-    exit 1
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+bash scripts/ensure_debian.sh nginx=nginx-light wrk=wrk
 venv=build/litellm-venv
 if [ ! -x "$venv/bin/litellm" ]; then
   "$(.venv/bin/python -c 'import sys; print(sys._base_executable)')" -m venv "$venv"

@@ -3,11 +3,13 @@ worker on 127.0.0.1 port 0, in the test's own trio run."""
 
 import logging
 import os
+import pathlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
 import trio
+import trustme
 
 from trioproxy.config import ProxyConfig
 from trioproxy.server import hypercorn_config, serve_app, serve_proxy
@@ -36,6 +38,28 @@ async def start_proxy(nursery: trio.Nursery, config: ProxyConfig, **tls: str) ->
 async def start_sim(nursery: trio.Nursery, sim: SimUpstream, **tls: str) -> str:
     (bound,) = await nursery.start(serve_app, sim, hypercorn_config("127.0.0.1", 0, **tls))
     return str(bound)
+
+
+@dataclass
+class TLSFiles:
+    ca: trustme.CA
+    certfile: str
+    keyfile: str
+    cafile: str
+
+
+@pytest.fixture
+def tls(tmp_path: pathlib.Path) -> TLSFiles:
+    """A throw-away CA and a certificate for 127.0.0.1 and localhost, as files."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = TLSFiles(
+        ca, str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"), str(tmp_path / "ca.pem")
+    )
+    cert.private_key_and_cert_chain_pem.write_to_path(files.certfile)
+    cert.private_key_pem.write_to_path(files.keyfile)
+    ca.cert_pem.write_to_path(files.cafile)
+    return files
 
 
 @pytest.fixture

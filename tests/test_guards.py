@@ -1,14 +1,19 @@
 """Regression tests for the guards of trioproxy/guards.py and trioproxy/app.py."""
 
-import pathlib
-
 import httpx
 import pytest
 import quart
 import trio
-import trustme
 
-from tests.conftest import Stack, live_tasks, open_fds, start_proxy, start_sim, wait_for_baseline
+from tests.conftest import (
+    Stack,
+    TLSFiles,
+    live_tasks,
+    open_fds,
+    start_proxy,
+    start_sim,
+    wait_for_baseline,
+)
 from trioproxy.config import ProxyConfig
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
 from trioproxy.scenarios import SCENARIOS, stop_in_phase
@@ -73,20 +78,13 @@ async def test_pipelined_requests_are_served_in_order(stack: Stack) -> None:
 
 
 async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
-    nursery: trio.Nursery, tmp_path: pathlib.Path
+    nursery: trio.Nursery, tls: TLSFiles
 ) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     sim = SimUpstream()
     # hypercorn offers h2 by ALPN on TLS: an upstream that would speak HTTP/2.
-    upstream = await start_sim(
-        nursery, sim, certfile=str(tmp_path / "cert.pem"), keyfile=str(tmp_path / "key.pem")
-    )
+    upstream = await start_sim(nursery, sim, certfile=tls.certfile, keyfile=tls.keyfile)
     proxy = await start_proxy(
-        nursery, ProxyConfig(upstream=f"{upstream}/v1", upstream_ca=str(tmp_path / "ca.pem"))
+        nursery, ProxyConfig(upstream=f"{upstream}/v1", upstream_ca=tls.cafile)
     )
     host, port = proxy.removeprefix("http://").rsplit(":", 1)
     with trio.fail_after(15):

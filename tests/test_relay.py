@@ -7,9 +7,8 @@ import ssl
 import httpx
 import pytest
 import trio
-import trustme
 
-from tests.conftest import AccessLog, Stack, start_proxy, start_sim
+from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
 from trioproxy.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
@@ -139,25 +138,15 @@ async def test_h2c_prior_knowledge_streams(stack: Stack) -> None:
     assert response.content == Render("chat", "sim-small", "h2c").stream(20)
 
 
-async def test_tls_serves_http2_by_alpn(nursery: trio.Nursery, tmp_path: object) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    import pathlib
-
-    base = pathlib.Path(str(tmp_path))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(base / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(base / "key.pem"))
+async def test_tls_serves_http2_by_alpn(nursery: trio.Nursery, tls: TLSFiles) -> None:
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
     proxy = await start_proxy(
-        nursery,
-        ProxyConfig(upstream=f"{upstream}/v1"),
-        certfile=str(base / "cert.pem"),
-        keyfile=str(base / "key.pem"),
+        nursery, ProxyConfig(upstream=f"{upstream}/v1"), certfile=tls.certfile, keyfile=tls.keyfile
     )
     assert proxy.startswith("https://")
     context = ssl.create_default_context()
-    ca.configure_trust(context)
+    tls.ca.configure_trust(context)
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy, http2=True, verify=context) as client:
             response = await client.post(

@@ -8,7 +8,7 @@ import json
 
 from trioproxy.asgi import Send
 
-__all__ = ["error_body", "send_json_error"]
+__all__ = ["error_body", "send_json", "send_json_error"]
 
 
 def error_body(message: str, error_type: str, code: str | None = None) -> bytes:
@@ -17,18 +17,22 @@ def error_body(message: str, error_type: str, code: str | None = None) -> bytes:
     ).encode()
 
 
-async def send_json_error(
-    send: Send, status: int, message: str, error_type: str, code: str | None = None
-) -> None:
-    body = error_body(message, error_type, code)
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """A whole JSON answer in two ASGI messages."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
+                (b"content-length", b"%d" % len(body)),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_json_error(
+    send: Send, status: int, message: str, error_type: str, code: str | None = None
+) -> None:
+    await send_json(send, status, error_body(message, error_type, code))

@@ -20,16 +20,25 @@ import certifi
 import httpx
 import trio
 
+from trioproxy.answers import (
+    asks_for_stream,
+    fail_before_headers,
+    fail_early,
+    fail_mid_stream,
+    only_cancelled,
+    refused_after_early_headers,
+    start_event_stream,
+)
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.config import ProxyConfig
-from trioproxy.errors import send_json_error
+from trioproxy.errors import send_json, send_json_error
 from trioproxy.headers import request_headers, response_headers
 from trioproxy.heartbeat import Heartbeat
 from trioproxy.inflight import Inflight
 from trioproxy.metrics import Metrics
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.routing import Upstream
-from trioproxy.sse import EventCounter, error_event
+from trioproxy.sse import EventCounter
 from trioproxy.upstream import UpstreamTransport
 from trioproxy.usage import UsageTap
 
@@ -92,7 +101,7 @@ class Relay:
         except BaseException as exc:
             # hypercorn never cancels a request; only the server stopping does
             # (after its grace period). The cancel may come grouped by a nursery.
-            if _only_cancelled(exc):
+            if only_cancelled(exc):
                 record.end(Outcome.SHUTDOWN, 503)
             raise
         finally:
@@ -137,9 +146,9 @@ class Relay:
             beat = Heartbeat(send, self._config.heartbeat_s)
             if beat.enabled:
                 nursery.start_soon(beat.run)
-            early = self._config.early_headers and _asks_for_stream(body)
+            early = self._config.early_headers and asks_for_stream(body)
             if early:
-                await _start_event_stream(send, rec, beat)
+                await start_event_stream(send, rec, beat)
             await self._forward(scope, send, body, rec, upstream, beat, early)
             nursery.cancel_scope.cancel()
         rec.upstream_closed_at = time.monotonic()
@@ -185,17 +194,7 @@ class Relay:
         body = json.dumps({"object": "list", "data": list(models.values())}).encode()
         rec.end(Outcome.COMPLETED, 200)
         rec.bytes_relayed = len(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, body)
 
     def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
         # The body is parsed only when its model decides where it goes, or
@@ -232,7 +231,7 @@ class Relay:
         beat: Heartbeat,
         early: bool,
     ) -> None:
-        fail = _fail_early if early else _fail_before_headers
+        fail = fail_early if early else fail_before_headers
         chain = self._router.chain(first)
         for upstream in chain:
             last = upstream is chain[-1]
@@ -276,7 +275,7 @@ class Relay:
         usage = UsageTap(event_stream=counter is not None)
         if early:
             if counter is None or response.status_code != 200:
-                return await _refused_after_early_headers(response, send, rec)
+                return await refused_after_early_headers(response, send, rec)
         else:
             rec.status = response.status_code
             rec.phase = Phase.WAITING_FIRST_BYTE
@@ -293,7 +292,7 @@ class Relay:
                 await beat.send_chunk(chunk)
         except httpx.HTTPError as exc:
             rec.usage = usage.usage
-            return await _fail_mid_stream(send, rec, exc, event_stream=counter is not None)
+            return await fail_mid_stream(send, rec, exc, event_stream=counter is not None)
         finally:
             usage.close()
             rec.usage = usage.usage
@@ -301,91 +300,6 @@ class Relay:
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-def _asks_for_stream(body: bytes) -> bool:
-    if b'"stream"' not in body:
-        return False
-    try:
-        return json.loads(body).get("stream") is True
-    except (ValueError, AttributeError):
-        return False
-
-
-async def _start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) -> None:
-    """The opt-in early answer: 200 and an event stream at once, heartbeats until the
-    upstream answers. The price: an upstream error can only arrive as an error event."""
-    rec.status = 200
-    rec.phase = Phase.WAITING_FIRST_BYTE
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-            ],
-        }
-    )
-    beat.stream_started(EventCounter())
-
-
-async def _refused_after_early_headers(
-    response: httpx.Response, send: Send, rec: RequestRecord
-) -> None:
-    detail = (await response.aread())[:2000].decode(errors="replace")
-    rec.end(Outcome.UPSTREAM_ERROR)
-    message = f"upstream answered {response.status_code}: {detail}"
-    await send(
-        {
-            "type": "http.response.body",
-            "body": error_event(message, "upstream_error"),
-            "more_body": False,
-        }
-    )
-
-
-async def _fail_early(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
-    await _fail_mid_stream(send, rec, exc, event_stream=True)
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
-
-
-def _upstream_outcome(exc: httpx.HTTPError) -> Outcome:
-    if isinstance(exc, httpx.TimeoutException):
-        return Outcome.UPSTREAM_TIMEOUT
-    return Outcome.UPSTREAM_ERROR
-
-
-async def _fail_before_headers(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
-    outcome = _upstream_outcome(exc)
-    timeout = outcome is Outcome.UPSTREAM_TIMEOUT
-    status = 504 if timeout else 502
-    rec.end(outcome, status)
-    what = "timed out" if timeout else "unreachable or failed"
-    detail = str(exc) or type(exc).__name__
-    await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
-
-
-async def _fail_mid_stream(
-    send: Send, rec: RequestRecord, exc: httpx.HTTPError, *, event_stream: bool
-) -> None:
-    outcome = _upstream_outcome(exc)
-    rec.end(outcome)
-    if not event_stream:
-        # A non-event-stream answer is left unfinished: hypercorn then closes
-        # the connection, and the client sees a truncated body rather than a
-        # complete-looking one.
-        return
-    what = "timed out" if outcome is Outcome.UPSTREAM_TIMEOUT else "failed"
-    detail = str(exc) or type(exc).__name__
-    body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _watch_client(

@@ -2,15 +2,13 @@
 (SillyTavern, the Cherry Studio renderer), EventSource, and HTTP/2 over TLS."""
 
 import json
-import pathlib
 
 import pytest
 import trio
-import trustme
 
 from tests.clients.conftest import CHROMIUM, assert_stop_reached_upstream, require
 from tests.clients.test_node_clients import run_node, stopped_at, text
-from tests.conftest import AccessLog, Stack, start_proxy, start_sim
+from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
 from trioproxy.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
@@ -42,22 +40,12 @@ async def test_eventsource_close(
 
 
 async def test_http2_over_tls_resets_only_its_stream(
-    request: pytest.FixtureRequest,
-    nursery: trio.Nursery,
-    tmp_path: pathlib.Path,
-    access_log: AccessLog,
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tls: TLSFiles, access_log: AccessLog
 ) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "cert.pem"))
-    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
     origin = await start_proxy(
-        nursery,
-        ProxyConfig(upstream=f"{upstream}/v1"),
-        certfile=str(tmp_path / "cert.pem"),
-        keyfile=str(tmp_path / "key.pem"),
+        nursery, ProxyConfig(upstream=f"{upstream}/v1"), certfile=tls.certfile, keyfile=tls.keyfile
     )
     host, port = origin.removeprefix("https://").rsplit(":", 1)
     stack = Stack(sim, upstream, origin, host, int(port))

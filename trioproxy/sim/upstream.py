@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl
 import trio
 
 from trioproxy.asgi import Message, Receive, Scope, Send
+from trioproxy.errors import send_json
 from trioproxy.sim.render import CREATED, MODELS, Render, render_for
 
 __all__ = ["Fate", "SimParams", "SimUpstream"]
@@ -313,18 +314,7 @@ def _models() -> dict[str, Any]:
 
 
 async def _send_json(send: Send, status: int, obj: Any) -> None:
-    body = json.dumps(obj).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, status, json.dumps(obj).encode())
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
