@@ -6,26 +6,22 @@ already runs. Each scenario stops requests in one phase by one stop kind and
 times, at the upstream, how long after the stop its connection closed. A
 scenario passes when every stopped request's upstream closed, with p99
 within its bound; integrity scenarios pass when unstopped answers arrive
-byte for byte.
+whole and in order.
 """
 
 import json
 import random
-import shlex
-import socket
-import statistics
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable
 
 import httpx
 import trio
 
+from trioproxy.conformance_report import Report, RunConfig, ScenarioResult, write_json
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes, sim_model
 from trioproxy.probe_h2 import H2Client
-from trioproxy.scenarios import SCENARIOS, StopResult, stop_in_phase
+from trioproxy.proxy_process import Target, free_port, running_proxy
+from trioproxy.scenarios import SCENARIOS, stop_in_phase
 from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import token_text
@@ -42,105 +38,6 @@ __all__ = [
     "write_json",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class RunConfig:
-    repeats: int = 20
-    storms: tuple[int, ...] = (200,)
-    bound_ms: float = 5.0
-    storm_bound_ms: float = 20.0
-    wait_s: float = 3.0
-    """How long a stopped request's upstream may run before it counts as never closed."""
-    integrity_streams: int = 20
-
-
-@dataclass
-class ScenarioResult:
-    name: str
-    samples_ms: list[float] = field(default_factory=list)
-    never_closed: int = 0
-    never_opened: int = 0
-    bound_ms: float | None = None
-    failures: list[str] = field(default_factory=list)
-    skipped: str = ""
-    checked: int = 0
-    """Whole answers compared byte for byte (integrity scenarios)."""
-
-    def percentile(self, q: float) -> float | None:
-        if not self.samples_ms:
-            return None
-        ordered = sorted(self.samples_ms)
-        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-    @property
-    def passed(self) -> bool:
-        if self.skipped:
-            return True
-        p99 = self.percentile(0.99)
-        within = self.bound_ms is None or p99 is None or p99 <= self.bound_ms
-        return not self.failures and self.never_closed == 0 and within
-
-    def add(self, result: StopResult) -> None:
-        if result.upstream == "closed" and result.propagation_ms is not None:
-            self.samples_ms.append(result.propagation_ms)
-        elif result.upstream == "never opened":
-            self.never_opened += 1
-        else:
-            self.never_closed += 1
-
-    def add_closed(self, ms: float | None) -> None:
-        if ms is None:
-            self.never_closed += 1
-        else:
-            self.samples_ms.append(ms)
-
-    def as_json(self) -> dict[str, object]:
-        return asdict(self) | {
-            "p50_ms": self.percentile(0.5),
-            "p99_ms": self.percentile(0.99),
-            "max_ms": max(self.samples_ms, default=None),
-            "passed": self.passed,
-        }
-
-
-@dataclass
-class Report:
-    proxy: str
-    results: list[ScenarioResult]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    def table(self) -> str:
-        def ms(value: float | None) -> str:
-            return "-" if value is None else f"{value:.2f}"
-
-        lines = [
-            f"{'scenario':<30} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-            f"{'never closed':>13} {'bound':>7}  result"
-        ]
-        for r in self.results:
-            bound = "-" if r.bound_ms is None else f"{r.bound_ms:g}"
-            verdict = f"skipped: {r.skipped}" if r.skipped else ("PASS" if r.passed else "FAIL")
-            lines.append(
-                f"{r.name:<30} {len(r.samples_ms) or r.checked:>5} {ms(r.percentile(0.5)):>8} "
-                f"{ms(r.percentile(0.99)):>8} {ms(max(r.samples_ms, default=None)):>8} "
-                f"{r.never_closed:>13} {bound:>7}  {verdict}"
-            )
-            lines += [f"    {failure}" for failure in r.failures[:3]]
-        return "\n".join(lines)
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "proxy": self.proxy,
-            "passed": self.passed,
-            "scenarios": [r.as_json() for r in self.results],
-        }
-
-
-type Target = tuple[str, int]
-"""Where the proxy listens: host, port."""
 
 _GIVE_UP = 3
 
@@ -338,55 +235,6 @@ def _json_text(body: bytes) -> str | None:
         return None
 
 
-@asynccontextmanager
-async def running_proxy(
-    command: str, upstream: str, wait_s: float = 20.0, pid: list[int] | None = None
-) -> AsyncIterator[Target]:
-    """Start ``command`` with ``{upstream}`` and ``{port}`` filled in; wait until it accepts."""
-    port = free_port()
-    argv = shlex.split(command.format(upstream=upstream, port=port))
-    # The proxy's own log would drown the table; a failing run says where it is.
-    with tempfile.NamedTemporaryFile(
-        prefix="conformance-proxy-", suffix=".log", delete=False
-    ) as log:
-        process = await trio.lowlevel.open_process(argv, stdout=log, stderr=log)
-        if pid is not None:  # for a caller that measures the process
-            pid.append(process.pid)
-        try:
-            await _wait_accepting(("127.0.0.1", port), wait_s, process)
-            yield ("127.0.0.1", port)
-        finally:
-            process.terminate()
-            # Shield from an outer cancel, but not from our own deadline: a
-            # peer may wait forever for the upstream calls it never cancelled.
-            with trio.CancelScope(shield=True), trio.move_on_after(5) as waited:
-                await process.wait()
-            if waited.cancelled_caught:
-                process.kill()
-    print(f"proxy log: {log.name}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _wait_accepting(target: Target, wait_s: float, process: trio.Process) -> None:
-    with trio.fail_after(wait_s):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"proxy command exited with {process.returncode}")
-            try:
-                stream = await trio.open_tcp_stream(*target)
-            except OSError:
-                await trio.sleep(0.05)  # the proxy is still starting: nothing to wait on
-                continue
-            await stream.aclose()
-            return
-
-
 async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: int = 0) -> Report:
     """Serve a fresh simulated upstream for the length of ``body``."""
     sim = SimUpstream()
@@ -395,14 +243,3 @@ async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: 
         report = await body(sim, f"{origin}/v1")
         nursery.cancel_scope.cancel()
     return report
-
-
-def summarize(report: Report) -> str:
-    closed = [s for r in report.results for s in r.samples_ms]
-    median = statistics.median(closed) if closed else float("nan")
-    return f"{report.proxy}: {'PASS' if report.passed else 'FAIL'}, median stop {median:.2f} ms"
-
-
-def write_json(report: Report, path: str) -> None:
-    with open(path, "w") as out:
-        json.dump(report.as_json(), out, indent=2)

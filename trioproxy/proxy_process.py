@@ -1,0 +1,63 @@
+"""Running a proxy under test: start its command, wait until it accepts, stop it."""
+
+import shlex
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+__all__ = ["free_port", "running_proxy"]
+
+type Target = tuple[str, int]
+"""Where the proxy listens: host, port."""
+
+
+@asynccontextmanager
+async def running_proxy(
+    command: str, upstream: str, wait_s: float = 20.0, pid: list[int] | None = None
+) -> AsyncIterator[Target]:
+    """Start ``command`` with ``{upstream}`` and ``{port}`` filled in; wait until it accepts."""
+    port = free_port()
+    argv = shlex.split(command.format(upstream=upstream, port=port))
+    # The proxy's own log would drown the table; a failing run says where it is.
+    with tempfile.NamedTemporaryFile(
+        prefix="conformance-proxy-", suffix=".log", delete=False
+    ) as log:
+        process = await trio.lowlevel.open_process(argv, stdout=log, stderr=log)
+        if pid is not None:  # for a caller that measures the process
+            pid.append(process.pid)
+        try:
+            await _wait_accepting(("127.0.0.1", port), wait_s, process)
+            yield ("127.0.0.1", port)
+        finally:
+            process.terminate()
+            # Shield from an outer cancel, but not from our own deadline: a
+            # peer may wait forever for the upstream calls it never cancelled.
+            with trio.CancelScope(shield=True), trio.move_on_after(5) as waited:
+                await process.wait()
+            if waited.cancelled_caught:
+                process.kill()
+    print(f"proxy log: {log.name}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _wait_accepting(target: Target, wait_s: float, process: trio.Process) -> None:
+    with trio.fail_after(wait_s):
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"proxy command exited with {process.returncode}")
+            try:
+                stream = await trio.open_tcp_stream(*target)
+            except OSError:
+                await trio.sleep(0.05)  # the proxy is still starting: nothing to wait on
+                continue
+            await stream.aclose()
+            return
