@@ -149,15 +149,21 @@ def scale_section(data: dict[str, Any]) -> list[str]:
         f"ms, {data['seconds']} s measured",
         "",
         "| proxy | streams open | events/s relayed (of expected) | CPU s per 1000 events | "
-        "memory KiB per stream | client-seen delay p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "memory KiB per stream | client-seen delay p50 ms | p99 ms | ÷ trioproxy: CPU, memory |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    own = peers.get("trioproxy")
     for name, p in peers.items():
+        ratios = "-"
+        if own:
+            cpu = p["cpu_s_per_1000_events"] / own["cpu_s_per_1000_events"]
+            memory = p["memory_kib_per_stream"] / own["memory_kib_per_stream"]
+            ratios = f"{fmt(cpu)}, {fmt(memory)}"
         lines.append(
             f"| {name} | {p['streams_open']} | {fmt(p['events_per_s'], 0)} of "
             f"{fmt(p['expected_events_per_s'], 0)} | {fmt(p['cpu_s_per_1000_events'], 3)} | "
             f"{fmt(p['memory_kib_per_stream'], 1)} | {fmt(p['delay_p50_ms'])} | "
-            f"{fmt(p['delay_p99_ms'])} |"
+            f"{fmt(p['delay_p99_ms'])} | {ratios} |"
         )
     bar_chart(
         CHARTS / "scale.png",
