@@ -2,9 +2,12 @@
 
 import json
 import pathlib
+import subprocess
 import sys
 
 import trio
+
+from trioproxy.conformance import free_port
 
 CONFORMANCE = [
     sys.executable,
@@ -58,3 +61,38 @@ async def test_a_proxy_that_never_cancels_fails(tmp_path: pathlib.Path) -> None:
         "non_streaming RST",
     } <= failed
     assert table.rstrip().endswith("FAIL")
+
+
+async def test_proxy_url_mode_runs_against_a_proxy_started_by_hand(tmp_path: pathlib.Path) -> None:
+    port = free_port()
+    out = tmp_path / "r.json"
+    with trio.fail_after(240):
+        conformance = await trio.lowlevel.open_process(
+            [*CONFORMANCE, "--proxy-url", f"http://127.0.0.1:{port}", "--json", str(out)],
+            stdout=subprocess.PIPE,
+        )
+        assert conformance.stdout is not None
+        printed = b""
+        while b"waiting for the proxy" not in printed:
+            printed += await conformance.stdout.receive_some(4096)
+        upstream = printed.split(b"simulated upstream: ")[1].split()[0].decode()
+        proxy = await trio.lowlevel.open_process(
+            [
+                sys.executable,
+                "-m",
+                "trioproxy",
+                "serve",
+                "--upstream",
+                upstream,
+                "--port",
+                str(port),
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert await conformance.wait() == 0
+        finally:
+            proxy.terminate()
+            await proxy.wait()
+    report = json.loads(await trio.Path(out).read_text())
+    assert report["passed"] is True and report["proxy"] == f"http://127.0.0.1:{port}"
