@@ -1,12 +1,11 @@
 """What a conformance run found: per scenario, the stop-to-close samples and the verdict."""
 
 import json
-import statistics
 from dataclasses import asdict, dataclass, field
 
 from trioproxy.scenarios import StopResult
 
-__all__ = ["Report", "RunConfig", "ScenarioResult", "summarize", "write_json"]
+__all__ = ["Report", "RunConfig", "ScenarioResult", "write_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +102,6 @@ class Report:
             "passed": self.passed,
             "scenarios": [r.as_json() for r in self.results],
         }
-
-
-def summarize(report: Report) -> str:
-    closed = [s for r in report.results for s in r.samples_ms]
-    median = statistics.median(closed) if closed else float("nan")
-    return f"{report.proxy}: {'PASS' if report.passed else 'FAIL'}, median stop {median:.2f} ms"
 
 
 def write_json(report: Report, path: str) -> None:

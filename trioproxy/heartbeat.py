@@ -27,14 +27,12 @@ class Heartbeat:
         "_started",
         "enabled",
         "every_s",
-        "sent",
     )
 
     def __init__(self, send: Send, every_s: float) -> None:
         self._send = send
         self.every_s = every_s
         self.enabled = every_s > 0
-        self.sent = 0
         self._event_stream = False
         self._at_boundary = True
         self._last = 0.0
@@ -63,5 +61,4 @@ class Heartbeat:
                 continue  # a chunk came meanwhile
             if self._at_boundary:
                 await self._send({"type": "http.response.body", "body": COMMENT, "more_body": True})
-                self.sent += 1
             self._last = trio.current_time()
