@@ -127,9 +127,8 @@ class Relay:
                 "request_too_large",
             )
             return
-        if scope["path"] == "/v1/models" and len(self._router.upstreams) > 1:
-            return await self._merged_models(scope, send, rec)
-        upstream = self._route(body, rec)
+        merged = scope["path"] == "/v1/models" and len(self._router.upstreams) > 1
+        upstream = self._router.default if merged else self._route(body, rec)
         if upstream is None:
             rec.end(Outcome.COMPLETED, 404)
             await send_json_error(
@@ -143,6 +142,10 @@ class Relay:
         async with trio.open_nursery() as nursery:
             rec.cancel_scope = nursery.cancel_scope
             nursery.start_soon(_watch_client, receive, nursery.cancel_scope, rec)
+            if merged:  # in the same race: a stop ends the upstreams' model lookups too
+                await self._merged_models(scope, send, rec)
+                nursery.cancel_scope.cancel()
+                return
             beat = Heartbeat(send, self._config.heartbeat_s)
             if beat.enabled:
                 nursery.start_soon(beat.run)
