@@ -6,6 +6,7 @@ import os
 import pathlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import trio
@@ -30,13 +31,24 @@ def _split(origin: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def start_proxy(nursery: trio.Nursery, config: ProxyConfig, **tls: str) -> str:
-    (bound,) = await nursery.start(serve_proxy, config, hypercorn_config("127.0.0.1", 0, **tls))
+async def start_proxy(
+    nursery: trio.Nursery,
+    config: ProxyConfig,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    **server: Any,
+) -> str:
+    """The proxy on 127.0.0.1, any port; ``server`` goes to :func:`hypercorn_config`."""
+    hypercorn = hypercorn_config("127.0.0.1", 0, certfile, keyfile, **server)
+    (bound,) = await nursery.start(serve_proxy, config, hypercorn)
     return str(bound)
 
 
-async def start_sim(nursery: trio.Nursery, sim: SimUpstream, **tls: str) -> str:
-    (bound,) = await nursery.start(serve_app, sim, hypercorn_config("127.0.0.1", 0, **tls))
+async def start_sim(
+    nursery: trio.Nursery, sim: SimUpstream, certfile: str | None = None, keyfile: str | None = None
+) -> str:
+    hypercorn = hypercorn_config("127.0.0.1", 0, certfile, keyfile)
+    (bound,) = await nursery.start(serve_app, sim, hypercorn)
     return str(bound)
 
 

@@ -33,7 +33,7 @@ def asks_for_stream(body: bytes) -> bool:
         return False
     try:
         return json.loads(body).get("stream") is True
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
 
 

@@ -63,6 +63,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--max-body-mib", type=float, metavar="MIB", help="larger bodies get 413 (default 32)")
     add(
+        "--body-timeout",
+        type=float,
+        metavar="S",
+        help="the whole request body must arrive within this long, else 408 (default 60)",
+    )
+    add(
+        "--keep-alive-timeout",
+        type=float,
+        metavar="S",
+        help="close a client connection idle this long between requests (default 5)",
+    )
+    add(
+        "--h2-stream-buffer-kib",
+        type=float,
+        metavar="KIB",
+        help="answer bytes held for an HTTP/2 stream whose client is not reading; past it "
+        "the upstream is no longer read (default 64)",
+    )
+    add(
+        "--h2-max-resets",
+        type=int,
+        metavar="N",
+        help="stream resets per second that close an HTTP/2 connection (default 200)",
+    )
+    add(
         "--api-key",
         action="append",
         metavar="KEY",
@@ -200,6 +225,10 @@ _SERVE_OPTIONS = (
     "headers_timeout",
     "idle_timeout",
     "max_body_mib",
+    "body_timeout",
+    "keep_alive_timeout",
+    "h2_stream_buffer_kib",
+    "h2_max_resets",
     "api_key",
     "admin_key",
     "cors_origin",
@@ -227,7 +256,14 @@ def _run_serve(args: argparse.Namespace) -> None:
 
 async def _serve(settings: ServerSettings) -> None:
     stop = _Stop()
-    config = hypercorn_config(settings.host, settings.port, settings.certfile, settings.keyfile)
+    config = hypercorn_config(
+        settings.host,
+        settings.port,
+        settings.certfile,
+        settings.keyfile,
+        keep_alive_s=settings.keep_alive_s,
+        limits=settings.limits,
+    )
     config.graceful_timeout = settings.grace_period_s
     if fd := os.environ.get(LISTEN_FD):  # a worker of run_workers: the socket is inherited
         config.bind = [f"fd://{fd}"]

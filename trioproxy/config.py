@@ -22,6 +22,8 @@ class ProxyConfig:
     idle_timeout_s: float = 300.0
     """Longest upstream silence between two body chunks."""
     max_body_bytes: int = 32 * MiB
+    body_timeout_s: float = 60.0
+    """The whole request body must arrive within this long (else 408)."""
     upstream_ca: str | None = None
     """PEM bundle to verify an HTTPS upstream with, instead of the system's."""
     api_keys: frozenset[str] = frozenset()

@@ -17,22 +17,22 @@ def error_body(message: str, error_type: str, code: str | None = None) -> bytes:
     ).encode()
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    """A whole JSON answer in two ASGI messages."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-            ],
-        }
-    )
+async def send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+    """A whole JSON answer in two ASGI messages; ``close`` ends the connection after it."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def send_json_error(
-    send: Send, status: int, message: str, error_type: str, code: str | None = None
+    send: Send,
+    status: int,
+    message: str,
+    error_type: str,
+    code: str | None = None,
+    *,
+    close: bool = False,
 ) -> None:
-    await send_json(send, status, error_body(message, error_type, code))
+    await send_json(send, status, error_body(message, error_type, code), close=close)

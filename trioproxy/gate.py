@@ -44,16 +44,28 @@ def with_keys(app: ASGIApp, keys: frozenset[str]) -> ASGIApp:
 
 
 def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
-    """Answer preflights and mark answers for the configured browser origins."""
-    allowed = frozenset(o.encode() for o in origins)
+    """Answer preflights and mark answers for the configured browser origins.
+
+    ``*`` answers ``*`` (never an echo of the caller's origin, and never with
+    credentials); a list answers only the origins on it, each by name. The
+    upstream's own ``Access-Control-*`` headers are dropped: the proxy's
+    policy is the only one, and a browser given two refuses both.
+    """
+    listed = frozenset(o.encode() for o in origins if o != "*")
+    anyone = "*" in origins
 
     async def cors(scope: Scope, receive: Receive, send: Send) -> None:
-        origin = _header(scope, b"origin") if scope["type"] == "http" else None
-        if origin is None or not (origin in allowed or b"*" in allowed):
+        if scope["type"] != "http":
             return await app(scope, receive, send)
-        marks = [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+        origin = _header(scope, b"origin")
+        if origin is not None and origin in listed:
+            marks = [(b"access-control-allow-origin", origin), (b"vary", b"origin")]
+        elif origin is not None and anyone:
+            marks = [(b"access-control-allow-origin", b"*")]
+        else:
+            marks = []
         requested = _header(scope, b"access-control-request-method")
-        if scope["method"] == "OPTIONS" and requested is not None:
+        if marks and scope["method"] == "OPTIONS" and requested is not None:
             headers = _header(scope, b"access-control-request-headers") or b""
             await send(
                 {
@@ -72,7 +84,12 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
 
         async def marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *marks]
+                own = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if not name.lower().startswith(b"access-control-")
+                ]
+                message["headers"] = [*own, *marks]
             await send(message)
 
         return await app(scope, receive, marked)

@@ -39,15 +39,23 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
     )
 
 
-def request_headers(headers: Headers, upstream_key: str | None) -> Headers:
+_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+"""Where clients put API keys: OpenAI's, Anthropic's and Azure's headers."""
+
+
+def request_headers(
+    headers: Headers, upstream_key: str | None, *, strip_credentials: bool = False
+) -> Headers:
     """Client request headers as the upstream should see them.
 
-    With ``upstream_key`` the client's ``Authorization`` is replaced, so a
-    client never needs, or sees, the real key.
+    ``strip_credentials`` drops every credential header the client sent (the
+    proxy's own client keys must never reach an upstream); ``upstream_key``
+    then goes as ``Authorization: Bearer``, so a client never needs, or sees,
+    the real key.
     """
     drop = _HOP_BY_HOP | _RECOMPUTED_UPSTREAM | _connection_tokens(headers)
-    if upstream_key is not None:
-        drop |= {b"authorization"}
+    if strip_credentials or upstream_key is not None:
+        drop |= _CREDENTIALS
     kept = [(name, value) for name, value in headers if name.lower() not in drop]
     if upstream_key is not None:
         kept.append((b"authorization", b"Bearer " + upstream_key.encode("latin-1")))

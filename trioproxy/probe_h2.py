@@ -1,57 +1,85 @@
-"""A bare HTTP/2 client (h2c, prior knowledge) over a trio socket, able to reset one stream."""
+"""A bare HTTP/2 client (h2c with prior knowledge, or TLS with ALPN h2) over a trio
+stream, able to reset one stream, and to behave as odd clients do: send any
+``:method`` and ``:path`` bytes, or never open its flow-control window."""
 
-import socket
+import ssl
 from collections.abc import Callable
 
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
+import h2.settings
 import trio
 
 __all__ = ["H2Client"]
 
 
 class H2Client:
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self._sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+        config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
+        self.conn = h2.connection.H2Connection(config)
         self.data: dict[int, bytearray] = {}
         self.headers: dict[int, dict[bytes, bytes]] = {}
         self.ended: set[int] = set()
-        self.reset_by_server: set[int] = set()
+        self.reset_by_server: dict[int, int] = {}
+        """Streams the server reset, with its error code."""
+        self.goaway: int | None = None
+        """The error code of the server's GOAWAY, once one came."""
         self.closed = False
+        self.reads = True
+        """False: a client that never reads, its flow-control window stays shut."""
 
     @classmethod
-    async def connect(cls, host: str, port: int) -> "H2Client":
-        sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        await sock.connect((host, port))
-        client = cls(sock)
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        window: int | None = None,
+    ) -> "H2Client":
+        """Connect; ``window=0`` announces a closed flow-control window and never opens it."""
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if ssl_context is not None:
+            stream = trio.SSLStream(stream, ssl_context, server_hostname=host)
+            await stream.do_handshake()
+            assert stream.selected_alpn_protocol() == "h2"
+        client = cls(stream)
         client.conn.initiate_connection()
+        if window is not None:
+            client.reads = False
+            code = h2.settings.SettingCodes.INITIAL_WINDOW_SIZE
+            client.conn.update_settings({code: window})
         await client.flush()
         return client
 
     async def flush(self) -> None:
         data = self.conn.data_to_send()
-        view = memoryview(data)
-        while view:
-            view = view[await self._sock.send(view) :]
+        if data:
+            try:
+                await self._stream.send_all(data)
+            except trio.BrokenResourceError as exc:  # as a socket would say it
+                raise ConnectionError(f"HTTP/2 connection broken: {exc}") from exc
 
     async def request(
         self,
-        path: str,
+        path: str | bytes,
         headers: dict[str, str],
         body: bytes = b"",
         *,
         end: bool = True,
         content_length: int | None = None,
+        method: str | bytes = "POST",
+        flush: bool = True,
     ) -> int:
         stream_id: int = self.conn.get_next_available_stream_id()
         length = len(body) if content_length is None else content_length
         self.conn.send_headers(
             stream_id,
             [
-                (":method", "POST"),
+                (":method", method),
                 (":path", path),
                 (":scheme", "http"),
                 (":authority", "localhost"),
@@ -62,7 +90,8 @@ class H2Client:
         )
         if body or end:
             self.conn.send_data(stream_id, body, end_stream=end)
-        await self.flush()
+        if flush:
+            await self.flush()
         self.data[stream_id] = bytearray()
         return stream_id
 
@@ -70,13 +99,17 @@ class H2Client:
         self.conn.send_data(stream_id, data, end_stream=end)
         await self.flush()
 
-    async def reset(self, stream_id: int) -> None:
+    async def reset(self, stream_id: int, *, flush: bool = True) -> None:
         self.conn.reset_stream(stream_id, error_code=h2.errors.ErrorCodes.CANCEL)
-        await self.flush()
+        if flush:
+            await self.flush()
 
     async def pump(self) -> None:
-        """Read once from the socket and record what the events say."""
-        data = await self._sock.recv(65536)
+        """Read once from the connection and record what the events say."""
+        try:
+            data = await self._stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            data = b""
         if not data:
             self.closed = True
             return
@@ -85,12 +118,16 @@ class H2Client:
                 self.headers[event.stream_id] = dict(event.headers)
             elif isinstance(event, h2.events.DataReceived):
                 self.data.setdefault(event.stream_id, bytearray()).extend(event.data)
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if self.reads:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
             elif isinstance(event, h2.events.StreamEnded):
                 self.ended.add(event.stream_id)
             elif isinstance(event, h2.events.StreamReset):
-                self.reset_by_server.add(event.stream_id)
+                self.reset_by_server[event.stream_id] = event.error_code
             elif isinstance(event, h2.events.ConnectionTerminated):
+                self.goaway = event.error_code
                 self.closed = True
         await self.flush()
 
@@ -101,4 +138,9 @@ class H2Client:
             await self.pump()
 
     def close(self) -> None:
-        self._sock.close()
+        # Like a socket's close: no TLS close_notify, no waiting.
+        stream = self._stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        assert isinstance(stream, trio.SocketStream)
+        stream.socket.close()

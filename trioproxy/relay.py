@@ -15,6 +15,7 @@ after them an event stream ends with an SSE ``error`` event, never a fake
 import json
 import ssl
 import time
+from typing import NamedTuple
 
 import certifi
 import httpx
@@ -32,10 +33,11 @@ from trioproxy.answers import (
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import send_json, send_json_error
-from trioproxy.headers import request_headers, response_headers
+from trioproxy.headers import Headers, request_headers, response_headers
 from trioproxy.heartbeat import Heartbeat
 from trioproxy.inflight import Inflight
 from trioproxy.metrics import Metrics
+from trioproxy.paths import client_query_ok, client_tail
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.routing import Upstream
 from trioproxy.sse import EventCounter
@@ -110,8 +112,20 @@ class Relay:
             record.log()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
+        tail = client_tail(scope["raw_path"])
+        if tail is None or not client_query_ok(scope["query_string"]):
+            rec.end(Outcome.COMPLETED, 400)
+            await send_json_error(
+                send,
+                400,
+                "invalid path: dot segments, control bytes and bytes outside RFC 3986 are refused",
+                "invalid_request_error",
+                "invalid_path",
+            )
+            return
         try:
-            body = await self._read_body(scope, receive)
+            with trio.fail_after(self._config.body_timeout_s):
+                body = await self._read_body(scope, receive)
         except _ClientGone:
             rec.client_closed_at = time.monotonic()
             rec.end(Outcome.CLIENT_CLOSED)
@@ -127,7 +141,22 @@ class Relay:
                 "request_too_large",
             )
             return
-        merged = scope["path"] == "/v1/models" and len(self._router.upstreams) > 1
+        except trio.TooSlowError:
+            rec.end(Outcome.COMPLETED, 408)
+            await send_json_error(
+                send,
+                408,
+                f"request body not received within {self._config.body_timeout_s:g} s",
+                "invalid_request_error",
+                "request_timeout",
+                close=True,
+            )
+            return
+        if gone_already(receive):  # a stop that came with the body: open nothing upstream
+            rec.client_closed_at = time.monotonic()
+            rec.end(Outcome.CLIENT_CLOSED)
+            return
+        merged = scope["raw_path"] == b"/v1/models" and len(self._router.upstreams) > 1
         upstream = self._router.default if merged else self._route(body, rec)
         if upstream is None:
             rec.end(Outcome.COMPLETED, 404)
@@ -152,7 +181,8 @@ class Relay:
             early = self._config.early_headers and asks_for_stream(body)
             if early:
                 await start_event_stream(send, rec, beat)
-            await self._forward(scope, send, body, rec, upstream, beat, early)
+            target = _Target(tail, scope["query_string"])
+            await self._forward(scope, send, body, rec, upstream, target, beat, early)
             nursery.cancel_scope.cancel()
         rec.upstream_closed_at = time.monotonic()
 
@@ -180,11 +210,11 @@ class Relay:
         models: dict[str, object] = {}
 
         async def fetch(upstream: Upstream) -> None:
-            headers = request_headers(scope["headers"], upstream.key)
+            headers = self._upstream_headers(scope, upstream)
             with trio.move_on_after(self._config.connect_timeout_s):
                 try:
                     answer = await self._client.get(
-                        upstream.url_for(b"/v1/models", b""), headers=headers
+                        upstream.url_for(b"/models", b""), headers=headers
                     )
                     for model in answer.json().get("data", []):
                         models.setdefault(model.get("id"), model)
@@ -206,12 +236,18 @@ class Relay:
             return self._router.default
         try:
             model = json.loads(body).get("model") if body else None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             model = None
         if not isinstance(model, str):
             return self._router.default  # no model (GET /v1/files, ...): the first upstream
         rec.model = model
         return self._router.route(model) if self._router.needs_model else self._router.default
+
+    def _upstream_headers(self, scope: Scope, upstream: Upstream) -> Headers:
+        # With keys of its own the proxy never forwards the client's
+        # credentials: they are the proxy's keys, not the upstream's.
+        strip = upstream.key is not None or bool(self._config.api_keys)
+        return request_headers(scope["headers"], upstream.key, strip_credentials=strip)
 
     def _timeouts(self) -> dict[str, float | None]:
         # "read" covers the wait for headers here; _relay_answer lowers it to
@@ -231,6 +267,7 @@ class Relay:
         body: bytes,
         rec: RequestRecord,
         first: Upstream,
+        target: "_Target",
         beat: Heartbeat,
         early: bool,
     ) -> None:
@@ -243,8 +280,8 @@ class Relay:
             try:
                 async with self._client.stream(
                     scope["method"],
-                    upstream.url_for(scope["raw_path"], scope["query_string"]),
-                    headers=request_headers(scope["headers"], upstream.key),
+                    upstream.url_for(target.tail, target.query),
+                    headers=self._upstream_headers(scope, upstream),
                     content=body,
                     extensions={"trace": rec.trace, "timeout": self._timeouts()},
                 ) as response:
@@ -276,6 +313,7 @@ class Relay:
             counter = EventCounter()
             headers.append((b"x-accel-buffering", b"no"))
         usage = UsageTap(event_stream=counter is not None)
+        length = _declared_length(response)
         if early:
             if counter is None or response.status_code != 200:
                 return await refused_after_early_headers(response, send, rec)
@@ -293,6 +331,10 @@ class Relay:
                     counter.feed(chunk)
                     rec.events_relayed = counter.events
                 await beat.send_chunk(chunk)
+                if rec.bytes_relayed == length:
+                    # The last byte went out: whatever the client does now
+                    # (read to the length and close, as curl does), the answer is whole.
+                    rec.end(Outcome.COMPLETED)
         except httpx.HTTPError as exc:
             rec.usage = usage.usage
             return await fail_mid_stream(send, rec, exc, event_stream=counter is not None)
@@ -303,6 +345,37 @@ class Relay:
         # while the last bytes go out no longer changes the outcome.
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class _Target(NamedTuple):
+    tail: bytes
+    """The client's path after ``/v1``, checked by :func:`client_tail`."""
+    query: bytes
+
+
+def _declared_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def gone_already(receive: Receive) -> bool:
+    """Whether the client's disconnect is already waiting in hypercorn's queue.
+
+    A stream reset (or a FIN) that arrived while the body was read sits there
+    unseen until someone calls ``receive()``; the relay must not open an
+    upstream connection for it. hypercorn's ``receive`` is a trio memory
+    channel's: taking a message without blocking is safe there (unlike a
+    ``receive()`` under a zero timeout, which can lose it). Once the body is
+    whole, the only message left to come is the disconnect.
+    """
+    channel = getattr(receive, "__self__", None)
+    if not isinstance(channel, trio.MemoryReceiveChannel):
+        return False
+    try:
+        message = channel.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        return False
+    return bool(message["type"] == "http.disconnect")
 
 
 async def _watch_client(

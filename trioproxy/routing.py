@@ -1,7 +1,9 @@
 """Which upstream serves a request: by the JSON ``model``, exact names before globs."""
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import httpx
 
 __all__ = ["Router", "Upstream"]
 
@@ -12,20 +14,46 @@ class Upstream:
     url: str
     """OpenAI-style base URL: ``/v1/chat/completions`` goes to ``{url}/chat/completions``."""
     key: str | None = None
-    """Replaces the client's ``Authorization``; never logged."""
+    """Replaces the client's credentials; never logged."""
     models: tuple[str, ...] = ("*",)
     """Exact names and globs (``gpt-4o-*``)."""
     fallback: tuple[str, ...] = ()
     """Upstreams tried, in order, when this one cannot be reached or answers 5xx."""
+    origin: tuple[str, str, int] = field(init=False, compare=False)
+    """Scheme, host and port: from the configuration only, never from a client."""
+    base_path: bytes = field(init=False, compare=False)
 
-    def url_for(self, raw_path: bytes, query: bytes) -> str:
-        # raw_path keeps the client's percent-encoding byte for byte.
-        tail = raw_path[len(b"/v1") :].decode("latin-1")
-        url = self.url.rstrip("/") + tail
-        return f"{url}?{query.decode('latin-1')}" if query else url
+    def __post_init__(self) -> None:
+        origin, base = _parse_base(self.url)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "base_path", base)
+
+    def url_for(self, tail: bytes, query: bytes) -> httpx.URL:
+        """The upstream URL for a client path's ``tail`` (checked by
+        :func:`trioproxy.paths.client_tail`) and query, built from parts."""
+        scheme, host, port = self.origin
+        raw = self.base_path + tail
+        if query:
+            raw += b"?" + query
+        return httpx.URL(scheme=scheme, host=host, port=port, raw_path=raw)
 
     def __repr__(self) -> str:  # the key stays out of every log and traceback
         return f"Upstream({self.name!r}, {self.url!r})"
+
+
+def _parse_base(url: str) -> tuple[tuple[str, str, int], bytes]:
+    """Split a configured base URL; ValueError names what is wrong with it."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"invalid upstream URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"upstream URL {url!r} must be http:// or https:// with a host")
+    if parsed.userinfo or parsed.query or parsed.fragment:
+        raise ValueError(f"upstream URL {url!r} must have no credentials, query or fragment")
+    port = port or (443 if parsed.scheme == "https" else 80)
+    return (parsed.scheme, parsed.host, port), parsed.raw_path.rstrip(b"/")
 
 
 class Router:

@@ -15,15 +15,25 @@ from trioproxy import guards
 from trioproxy.app import build_app
 from trioproxy.asgi import ASGIApp
 from trioproxy.config import ProxyConfig
+from trioproxy.guards.limits import DEFAULTS, ServerLimits, attach
 from trioproxy.relay import open_upstream_client
 
 __all__ = ["hypercorn_config", "serve_app", "serve_proxy"]
 
 
 def hypercorn_config(
-    host: str, port: int, certfile: str | None = None, keyfile: str | None = None
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    *,
+    keep_alive_s: float = 5.0,
+    limits: ServerLimits = DEFAULTS,
 ) -> Config:
     config = Config()
+    attach(config, limits)  # read by the guards, per connection
+    # An idle keep-alive connection is closed after this long.
+    config.keep_alive_timeout = keep_alive_s
     config.bind = [f"{host}:{port}"]
     config.certfile = certfile
     config.keyfile = keyfile

@@ -10,14 +10,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trioproxy.config import MiB, ProxyConfig
+from trioproxy.guards import DEFAULTS, ServerLimits
 from trioproxy.routing import Upstream
 
 __all__ = ["ServerSettings", "SettingsError", "load"]
 
 _SCHEMA: dict[str, set[str]] = {
-    "server": {"host", "port", "certfile", "keyfile", "workers", "grace_period_s"},
+    "server": {
+        "host",
+        "port",
+        "certfile",
+        "keyfile",
+        "workers",
+        "grace_period_s",
+        "keep_alive_s",
+    },
     "timeouts": {"connect_s", "headers_s", "idle_s"},
-    "limits": {"max_body_mib"},
+    "limits": {"max_body_mib", "body_timeout_s", "h2_stream_buffer_kib", "h2_max_resets_per_s"},
     "auth": {"api_keys", "api_keys_env", "admin_key_env"},
     "stream": {"heartbeat_s", "early_headers"},
     "cors": {"origins"},
@@ -37,6 +46,9 @@ class ServerSettings:
     keyfile: str | None = None
     workers: int = 1
     grace_period_s: float = 30.0
+    keep_alive_s: float = 5.0
+    """An idle keep-alive connection is closed after this long."""
+    limits: ServerLimits = DEFAULTS
     proxy: ProxyConfig = field(default_factory=lambda: ProxyConfig(upstream=""))
 
 
@@ -65,7 +77,7 @@ def load(
 
     upstreams = _upstreams(data.get("upstream", []), env)
     if over.get("upstream"):
-        upstreams = (Upstream("default", str(over["upstream"]), over.get("upstream_key")),)
+        upstreams = (_upstream("default", str(over["upstream"]), over.get("upstream_key")),)
     api_keys = list(auth.get("api_keys", []))
     api_keys += [_env(env, name, "auth.api_keys_env") for name in auth.get("api_keys_env", [])]
     api_keys += list(over.get("api_key") or [])
@@ -80,6 +92,7 @@ def load(
         headers_timeout_s=float(over.get("headers_timeout", timeouts.get("headers_s", 600.0))),
         idle_timeout_s=float(over.get("idle_timeout", timeouts.get("idle_s", 300.0))),
         max_body_bytes=int(float(over.get("max_body_mib", limits.get("max_body_mib", 32))) * MiB),
+        body_timeout_s=float(over.get("body_timeout", limits.get("body_timeout_s", 60.0))),
         upstream_ca=over.get("upstream_ca"),
         api_keys=frozenset(api_keys),
         admin_key=admin_key,
@@ -94,6 +107,16 @@ def load(
         keyfile=over.get("keyfile", server.get("keyfile")),
         workers=int(over.get("workers", server.get("workers", 1))),
         grace_period_s=float(over.get("grace_period", server.get("grace_period_s", 30.0))),
+        keep_alive_s=float(over.get("keep_alive_timeout", server.get("keep_alive_s", 5.0))),
+        limits=ServerLimits(
+            h2_stream_buffer_bytes=int(
+                float(over.get("h2_stream_buffer_kib", limits.get("h2_stream_buffer_kib", 64)))
+                * 1024
+            ),
+            h2_max_resets_per_s=int(
+                over.get("h2_max_resets", limits.get("h2_max_resets_per_s", 200))
+            ),
+        ),
         proxy=proxy,
     )
 
@@ -128,6 +151,13 @@ def _env(env: dict[str, str], name: str, key: str) -> str:
     return value
 
 
+def _upstream(name: str, url: str, key: str | None, *rest: tuple[str, ...]) -> Upstream:
+    try:
+        return Upstream(name, url, key, *rest)
+    except ValueError as exc:
+        raise SettingsError(f"upstream {name!r}: {exc}") from None
+
+
 def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstream, ...]:
     upstreams: list[Upstream] = []
     claimed: dict[str, str] = {}
@@ -145,7 +175,7 @@ def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstr
                 )
             claimed[model] = name
         upstreams.append(
-            Upstream(name, str(table["url"]), key, models, tuple(table.get("fallback", [])))
+            _upstream(name, str(table["url"]), key, models, tuple(table.get("fallback", [])))
         )
     names = {u.name for u in upstreams}
     for upstream in upstreams:

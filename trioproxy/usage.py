@@ -45,10 +45,11 @@ class UsageTap:
     def _take(self, raw: bytes) -> None:
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(obj, dict):
             return
-        usage = obj.get("usage") or (obj.get("message") or {}).get("usage")
+        message = obj.get("message")
+        usage = obj.get("usage") or (message.get("usage") if isinstance(message, dict) else None)
         if isinstance(usage, dict):
             self.usage = (self.usage or {}) | usage

@@ -75,10 +75,11 @@ async def test_openai_python_stream_stop(
         # hold each other, so the response closes only when the cycle
         # collector reclaims them (seconds later, when it happens to run).
         # The client's stop is that moment; make it now.
+        # The collection holds the GIL, so the proxy in this process can
+        # only react once it is over: time the stop from its end.
         del stream
-        stopped_at = time.monotonic()
         gc.collect()
-        return stopped_at
+        return time.monotonic()
 
     with trio.fail_after(30):
         stopped_at = await trio.to_thread.run_sync(run)

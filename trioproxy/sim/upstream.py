@@ -146,7 +146,9 @@ class SimUpstream:
             return
         try:
             request = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
+            request = {}
+        if not isinstance(request, dict):
             request = {}
         query = dict(parse_qsl(scope["query_string"].decode()))
         if scope["method"] == "GET":

@@ -1,0 +1,120 @@
+"""HTTP/1.1 guards: strict request framing, and pipelined bytes that never blind the read loop.
+
+1. Framing (RFC 9112 section 6.1, 6.3). h11 takes a request with both
+   ``Content-Length`` and ``Transfer-Encoding: chunked`` as chunked and keeps
+   the connection, so the bytes after the chunked body run as a second
+   request: the classic smuggling desync with any front proxy that reads the
+   length instead. It also unfolds obs-folded header lines, merges repeated
+   equal ``Content-Length`` lines and accepts any ``HTTP/d.d``. The guard's
+   request reader refuses all of these, before a stream exists: 400 (505 for
+   an unknown version), ``Connection: close``, and nothing after the bad
+   request is ever read.
+
+2. Pipelining. Bytes that arrive after a complete request (pipelining, or a
+   keep-alive client whose next request races the end of the last response)
+   make h11 answer ``PAUSED``, and hypercorn then blocks its read loop until
+   the response ends. While it is blocked a FIN or RST goes unseen: the
+   request is never told the client left, and the task and socket leak for
+   good. The guard tells hypercorn ``NEED_DATA`` instead, so the read loop
+   keeps reading (and sees the client leave); the early bytes wait in h11's
+   buffer, bounded by ``h11_max_incomplete_size``, and are served as soon as
+   the response in flight has ended.
+
+3. The end of a response (``_maybe_recycle``) runs inside the application's
+   last ``send()``; it is shielded so that an application cancelling itself
+   right then cannot leave the connection half recycled or unclosed.
+"""
+
+import re
+from typing import Any
+
+import h11
+import trio
+from h11._readers import maybe_read_from_IDLE_client
+from h11._receivebuffer import ReceiveBuffer
+from hypercorn.protocol.h11 import H11Protocol
+
+__all__ = ["StrictConnection", "install"]
+
+_BLANK = re.compile(rb"\n\r?\n")  # h11's end of a head
+_FOLD = re.compile(rb"\r?\n[ \t]")
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:", re.IGNORECASE)
+_VERSIONS = frozenset({b"1.0", b"1.1"})
+
+
+def _h2_preface(request: h11.Request) -> bool:
+    """``PRI * HTTP/2.0``: h2c with prior knowledge, which hypercorn hands to its h2 side."""
+    return request.method == b"PRI" and request.target == b"*" and request.http_version == b"2.0"
+
+
+def _read_request(buf: ReceiveBuffer) -> h11.Request | None:
+    head = buf._data  # no copy: the head is searched where it lies
+    blank = _BLANK.search(head)
+    if blank is not None:
+        _check_framing(head, blank.start())
+    request = maybe_read_from_IDLE_client(buf)
+    if request is None:
+        return None
+    if request.http_version not in _VERSIONS and not _h2_preface(request):
+        raise h11.RemoteProtocolError("HTTP version not supported", error_status_hint=505)
+    return request
+
+
+def _check_framing(head: bytearray, end: int) -> None:
+    """Refuse what h11 would otherwise smooth over: it unfolds folded lines and
+    merges equal ``Content-Length`` lines before anyone can count them."""
+    if _FOLD.search(head, 0, end + 1):
+        raise h11.RemoteProtocolError("obs-fold in a request header", error_status_hint=400)
+    lengths = _CONTENT_LENGTH.findall(head, 0, end + 1)
+    if len(lengths) > 1 or (lengths and not lengths[0].strip(b" \t").isdigit()):
+        raise h11.RemoteProtocolError("more than one Content-Length", error_status_hint=400)
+    if lengths and _TRANSFER_ENCODING.search(head, 0, end + 1):
+        raise h11.RemoteProtocolError(
+            "Content-Length with Transfer-Encoding", error_status_hint=400
+        )
+
+
+class StrictConnection(h11.Connection):
+    """The server side of h11 with strict request framing, never pausing on pipelined bytes."""
+
+    def __init__(self, max_pipelined_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_pipelined_bytes)
+        self._max_pipelined_bytes = max_pipelined_bytes
+
+    def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
+        found = super()._get_io_object(role, event, io_dict)
+        return _read_request if found is maybe_read_from_IDLE_client else found
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if event is h11.PAUSED and self.their_state is h11.DONE:
+            if len(self.trailing_data[0]) > self._max_pipelined_bytes:
+                raise h11.RemoteProtocolError("too many pipelined bytes", error_status_hint=400)
+            return h11.NEED_DATA
+        return event
+
+
+def install() -> None:
+    init = H11Protocol.__init__
+    maybe_recycle = H11Protocol._maybe_recycle
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.connection = StrictConnection(self.config.h11_max_incomplete_size)
+
+    async def _maybe_recycle(self: Any) -> None:
+        with trio.CancelScope(shield=True):
+            await maybe_recycle(self)
+        connection = self.connection
+        if (
+            connection.our_state is h11.IDLE
+            and connection.their_state is h11.IDLE
+            and connection.trailing_data[0]
+        ):
+            # Hypercorn would have resumed its paused read loop here; the
+            # guard never paused it, so the waiting request is served now.
+            await self._handle_events()
+
+    setattr(H11Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
+    setattr(H11Protocol, "_maybe_recycle", _maybe_recycle)  # noqa: B010
