@@ -283,6 +283,19 @@ async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> No
     assert trio.current_time() - started >= 0.25
 
 
+async def test_slow_request_head_is_cut(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(5):
+        client = await RawClient.connect(host, int(port))
+        await client.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        await client.read_all()
+        client.close()
+    assert client.eof and sim.fates == []
+
+
 async def test_slow_body_gets_408_and_the_connection_closed(
     nursery: trio.Nursery, access_log: AccessLog
 ) -> None:

@@ -174,6 +174,32 @@ async def test_workers_share_one_port() -> None:
     assert log.count(b"Running on http://127.0.0.1:%d" % port) == 2, log.decode()
 
 
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as file:
+        return [int(child) for child in file.read().split()]
+
+
+async def test_a_worker_that_dies_is_replaced() -> None:
+    with trio.fail_after(60):
+        port = free_port()
+        async with run_cli("serve", "--port", str(port), "--workers", "2") as proxy:
+            await proxy.wait_for(b"trioproxy relaying to", count=2)
+            first, second = children(proxy.process.pid)
+            os.kill(first, signal.SIGKILL)
+            line = await proxy.wait_for(b"started in place of worker %d" % first)
+            await proxy.wait_for(b"trioproxy relaying to", count=3)
+            replaced = children(proxy.process.pid)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                answers = [await client.get("/health") for _ in range(6)]
+            proxy.process.send_signal(signal.SIGTERM)
+            assert await proxy.process.wait() == 0
+            log = await proxy.drain()
+    assert b"worker %d exited (signal SIGKILL)" % first in log, log.decode()
+    assert b"WARNING" in log and b"Traceback" not in log
+    assert second in replaced and first not in replaced and len(replaced) == 2, line
+    assert all(a.status_code == 200 for a in answers)
+
+
 async def test_a_wrong_config_stops_start_up(tmp_path: object) -> None:
     import pathlib
 

@@ -324,3 +324,65 @@ async def test_early_headers_mode_answers_at_once_and_reports_errors_in_stream(
     assert failed.status_code == 200  # the trade-off: the error arrives in the stream
     error = json.loads(failed.content.split(b"event: error\ndata: ")[1])
     assert "upstream answered 500" in error["error"]["message"]
+
+
+async def test_client_credentials_never_reach_the_upstream(nursery: trio.Nursery) -> None:
+    """The proxy's own keys stay with the proxy; an upstream key replaces every credential."""
+    own, keyed = SimUpstream(), SimUpstream()
+    upstreams = (
+        Upstream("own", f"{await start_sim(nursery, own)}/v1", None, ("m-own",)),
+        Upstream("keyed", f"{await start_sim(nursery, keyed)}/v1", "sk-up", ("m-keyed",)),
+    )
+    config = ProxyConfig(upstream="", upstreams=upstreams, api_keys=frozenset({"sk-proxy"}))
+    proxy = await start_proxy(nursery, config)
+    sent = {"authorization": "Bearer sk-proxy", "x-api-key": "sk-proxy", "api-key": "sk-proxy"}
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            for model, sim_id in (("m-own", "own"), ("m-keyed", "keyed")):
+                response = await client.post(
+                    "/v1/chat/completions",
+                    json=CHAT | {"model": model},
+                    headers=sent | {"x-sim-id": sim_id},
+                )
+                assert response.status_code == 200
+    seen_own = own.fate("own").request_headers
+    seen_keyed = keyed.fate("keyed").request_headers
+    assert not {"authorization", "x-api-key", "api-key"} & seen_own.keys()
+    assert seen_keyed["authorization"] == "Bearer sk-up"
+    assert not {"x-api-key", "api-key"} & seen_keyed.keys()
+
+
+async def test_cors_any_origin_answers_a_star_and_upstream_cors_is_dropped(
+    nursery: trio.Nursery,
+) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
+        b"access-control-allow-origin: https://upstream.example\r\n"
+        b"access-control-allow-credentials: true\r\n\r\n{}"
+    )
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        while await stream.receive_some(65536):
+            await stream.send_all(answer)
+
+    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
+    port = listeners[0].socket.getsockname()[1]
+    star = await start_proxy(
+        nursery, ProxyConfig(upstream=f"http://127.0.0.1:{port}/v1", cors_origins=("*",))
+    )
+    listed = await start_proxy(
+        nursery,
+        ProxyConfig(upstream=f"http://127.0.0.1:{port}/v1", cors_origins=("https://a.example",)),
+    )
+    with trio.fail_after(10):
+        async with httpx.AsyncClient() as client:
+            null = await client.get(f"{star}/v1/models", headers={"origin": "null"})
+            other = await client.get(f"{star}/v1/models", headers={"origin": "https://b.example"})
+            ok = await client.get(f"{listed}/v1/models", headers={"origin": "https://a.example"})
+            no = await client.get(f"{listed}/v1/models", headers={"origin": "https://b.example"})
+    for response in (null, other):
+        assert response.headers.get_list("access-control-allow-origin") == ["*"]
+        assert "access-control-allow-credentials" not in response.headers
+    assert ok.headers.get_list("access-control-allow-origin") == ["https://a.example"]
+    assert "access-control-allow-credentials" not in ok.headers
+    assert "access-control-allow-origin" not in no.headers

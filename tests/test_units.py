@@ -1,10 +1,16 @@
 """Pure pieces: header filtering, SSE counting, URL mapping. No sockets."""
 
 import json
+import logging
+import sys
+
+import trio
 
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import error_body
+from trioproxy.guards.connection import AcceptErrorFilter
 from trioproxy.headers import request_headers, response_headers
+from trioproxy.relay import gone_already
 from trioproxy.sim.render import Render
 from trioproxy.sse import EventCounter, error_event
 
@@ -64,3 +70,30 @@ def test_upstream_url_keeps_raw_path_and_query() -> None:
     url = upstream.url_for(b"/chat/completions", b"")
     assert str(url) == "http://up:8080/v1/chat/completions"
     assert str(upstream.url_for(b"/files/a%2Fb", b"x=1")) == "http://up:8080/v1/files/a%2Fb?x=1"
+
+
+def test_accept_errors_log_once_in_a_while_without_traceback() -> None:
+    log_filter = AcceptErrorFilter(every_s=3600)
+
+    def record() -> logging.LogRecord:
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError:
+            info = sys.exc_info()
+        return logging.LogRecord("trio.serve_listeners", logging.ERROR, "", 0, "accept", (), info)
+
+    first, held = record(), [record() for _ in range(50)]
+    assert log_filter.filter(first) and first.exc_info is None
+    assert not any(log_filter.filter(r) for r in held)
+    log_filter._last -= 3600
+    later = record()
+    assert log_filter.filter(later) and "50 more like it held back" in later.getMessage()
+
+
+async def test_a_disconnect_already_queued_is_seen_without_blocking() -> None:
+    with trio.fail_after(1):
+        sender, receiver = trio.open_memory_channel[dict[str, object]](10)
+        assert not gone_already(receiver.receive)
+        await sender.send({"type": "http.disconnect"})
+        assert gone_already(receiver.receive)
+        assert not gone_already(receiver.receive)

@@ -34,6 +34,8 @@ def hypercorn_config(
     attach(config, limits)  # read by the guards, per connection
     # An idle keep-alive connection is closed after this long.
     config.keep_alive_timeout = keep_alive_s
+    # hypercorn waits 60 s for a TLS handshake: a cheap way to hold a connection.
+    config.ssl_handshake_timeout = 10.0
     config.bind = [f"{host}:{port}"]
     config.certfile = certfile
     config.keyfile = keyfile
