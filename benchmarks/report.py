@@ -175,6 +175,32 @@ def scale_section(data: dict[str, Any]) -> list[str]:
     return [*lines, "", "![scale](charts/scale.png)", ""]
 
 
+def soak_section(data: dict[str, Any]) -> list[str]:
+    if not data:
+        return []
+    outcomes = ", ".join(f"{k} {v}" for k, v in data["outcomes"].items())
+    return [
+        "## Soak",
+        "",
+        f"`python -m benchmarks.soak`: {data['requests']} requests, {data['concurrency']} at a "
+        f"time, in {data['seconds']} s, against trioproxy as its own process. Most are stopped "
+        "in a random phase by FIN or RST, some are HTTP/2 streams reset mid-stream, the rest "
+        "whole answers whose content is checked.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| outcomes | {outcomes} |",
+        f"| RSS start, end | {data['rss_kib']['start'] / 1024:.1f} MiB, "
+        f"{data['rss_kib']['end'] / 1024:.1f} MiB |",
+        f"| RSS slope after warm-up | {data['rss_kib_per_1000']} KiB per 1,000 requests |",
+        f"| open fds start, end | {data['fds']['start']}, {data['fds']['end']} |",
+        f"| fd slope after warm-up | {data['fds_per_1000']} per 1,000 requests |",
+        f"| upstreams left running | {data['upstreams_left_running']} |",
+        f"| requests the proxy lists in flight at the end | {data['in_flight_at_end']} |",
+        "",
+    ]
+
+
 def main() -> None:
     CHARTS.mkdir(parents=True, exist_ok=True)
     cancellation, overhead, scale = load("cancellation"), load("overhead"), load("scale")
@@ -200,7 +226,7 @@ def main() -> None:
         "",
     ]
     lines += cancellation_section(cancellation) + overhead_section(overhead)
-    lines += scale_section(scale)
+    lines += scale_section(scale) + soak_section(load("soak"))
     notes = DOCS / "benchmarks-notes.md"
     if notes.exists():
         lines += [notes.read_text()]

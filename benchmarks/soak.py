@@ -191,4 +191,4 @@ if __name__ == "__main__":
     parser.add_argument("--sample", type=int, default=500, help="read RSS and fds every N")
     parser.add_argument("--warmup", type=int, default=1000, help="requests before slopes count")
     parser.add_argument("--seed", type=int, default=1)
-    trio.run(main, parser.parse_args())
+    trio.run(main, parser.parse_known_args()[0])  # run_all passes its own options on

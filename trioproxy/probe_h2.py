@@ -18,6 +18,7 @@ __all__ = ["H2Client"]
 class H2Client:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
+        self._sending = trio.Lock()
         config = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False)
         self.conn = h2.connection.H2Connection(config)
         self.data: dict[int, bytearray] = {}
@@ -56,8 +57,10 @@ class H2Client:
         return client
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
+        async with self._sending:  # a reader task and a writer may flush at once
+            data = self.conn.data_to_send()
+            if not data:
+                return
             try:
                 await self._stream.send_all(data)
             except trio.BrokenResourceError as exc:  # as a socket would say it
