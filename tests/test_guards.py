@@ -91,3 +91,27 @@ async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
         result = await stop_in_phase(host, int(port), sim, SCENARIOS[3], StopKind.RST, "tls")
     assert sim.fate("tls").http_version == "1.1"
     assert result.upstream == "closed"
+
+
+async def test_idle_timer_never_cuts_a_busy_connection_and_rearms_after_each_request(
+    nursery: trio.Nursery,
+) -> None:
+    """The keep-alive timer is one moving deadline (trioproxy/guards/idle.py)."""
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    slow = {"x-sim-id": "slow", "x-sim-tokens": "10", "x-sim-interval": "0.1"}
+    with trio.fail_after(10):
+        client = await RawClient.connect(host, int(port))
+        await client.send(request_bytes("POST", "/v1/chat/completions", chat_body(True), slow))
+        await client.read_until(b"0\r\n\r\n")  # a second busy: three keep-alive timeouts
+        for i in range(4):  # 0.2 s apart: each request re-arms the 0.3 s timer
+            await trio.sleep(0.2)
+            await client.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            await client.read_until(b'"status":"ok"', count=i + 1)
+        idle_from = trio.current_time()
+        await client.read_all()
+        client.close()
+    assert sim.fate("slow").outcome == "completed"
+    assert client.eof and 0.25 <= trio.current_time() - idle_from < 2

@@ -65,11 +65,14 @@ def test_error_event_is_one_sse_event_with_openai_error() -> None:
     }
 
 
-def test_upstream_url_keeps_raw_path_and_query() -> None:
+def test_upstream_target_keeps_raw_path_and_query() -> None:
     upstream = ProxyConfig(upstream="http://up:8080/v1/").router().default
-    url = upstream.url_for(b"/chat/completions", b"")
-    assert str(url) == "http://up:8080/v1/chat/completions"
-    assert str(upstream.url_for(b"/files/a%2Fb", b"x=1")) == "http://up:8080/v1/files/a%2Fb?x=1"
+    assert upstream.origin == ("http", "up", 8080)
+    assert upstream.target_for(b"/chat/completions", b"") == b"/v1/chat/completions"
+    assert upstream.target_for(b"/files/a%2Fb", b"x=1") == b"/v1/files/a%2Fb?x=1"
+    bare = ProxyConfig(upstream="https://api.example").router().default
+    assert bare.origin == ("https", "api.example", 443)
+    assert bare.target_for(b"/models", b"") == b"/models"
 
 
 def test_accept_errors_log_once_in_a_while_without_traceback() -> None:

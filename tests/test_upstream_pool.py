@@ -1,41 +1,72 @@
-"""trioproxy's upstream pool: reuse after a whole answer, close after a partial one."""
+"""trioproxy's upstream pool: reuse after a whole answer, close after a partial one,
+and a connection the upstream closed while idle is never handed out."""
 
+import json
 import ssl
 
-import httpx
 import trio
 
 from tests.conftest import start_sim
 from trioproxy.sim import SimUpstream
-from trioproxy.upstream import UpstreamTransport
+from trioproxy.upstream import Deadlines, UpstreamPool
 
-CHAT = {"model": "m", "stream": True, "messages": []}
+BODY = json.dumps({"model": "m", "stream": True, "messages": []}).encode()
+DEADLINES = Deadlines(connect_s=5, headers_s=5, idle_s=5)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return ("http", host, int(port))
 
 
 async def test_whole_answers_reuse_one_connection_partial_ones_close_it(
     nursery: trio.Nursery,
 ) -> None:
     sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    transport = UpstreamTransport(ssl.create_default_context())
+    origin = origin_of(await start_sim(nursery, sim))
+    pool = UpstreamPool(ssl.create_default_context())
+
+    def request(sim_id: str, **sim: str):  # type: ignore[no-untyped-def]
+        headers = [(b"x-sim-id", sim_id.encode())]
+        headers += [(f"x-sim-{k}".encode(), v.encode()) for k, v in sim.items()]
+        return pool.request(origin, b"POST", b"/v1/chat/completions", headers, BODY, DEADLINES)
+
     with trio.fail_after(10):
-        async with httpx.AsyncClient(transport=transport, base_url=upstream) as client:
-            for i in range(3):
-                response = await client.post(
-                    "/v1/chat/completions", json=CHAT, headers={"x-sim-id": f"w{i}"}
-                )
-                assert response.content.endswith(b"data: [DONE]\n\n")
-                assert transport.idle_connections() == 1
-            async with client.stream(
-                "POST",
-                "/v1/chat/completions",
-                json=CHAT,
-                headers={"x-sim-id": "cut", "x-sim-tokens": "100000", "x-sim-interval": "0.01"},
-            ) as partial:
-                assert transport.idle_connections() == 0  # the idle one is in use
-                async for _ in partial.aiter_raw():
-                    break
-            fate = await sim.wait_ended("cut")
-            assert transport.idle_connections() == 0
+        for i in range(3):
+            async with request(f"w{i}") as response:
+                assert (await response.read()).endswith(b"data: [DONE]\n\n")
+            assert pool.idle_connections() == 1
+        async with request("cut", tokens="100000", interval="0.01") as partial:
+            assert pool.idle_connections() == 0  # the idle one is in use
+            assert await partial.next_chunk()
+        fate = await sim.wait_ended("cut")
+        assert pool.idle_connections() == 0
+        await pool.aclose()
     assert fate.outcome == "disconnected"
     assert {sim.fate(f"w{i}").outcome for i in range(3)} == {"completed"}
+
+
+async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
+    nursery: trio.Nursery,
+) -> None:
+    """An upstream with a keep-alive timeout shorter than the pool's."""
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+    connections = 0
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        await stream.receive_some(65536)
+        await stream.send_all(answer)
+        await stream.aclose()  # keep-alive over, without saying so
+
+    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
+    origin = ("http", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    pool = UpstreamPool(ssl.create_default_context())
+    with trio.fail_after(10):
+        for _ in range(3):
+            async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
+                assert await response.read() == b"{}"
+            await trio.sleep(0.05)  # the upstream's close has landed
+        await pool.aclose()
+    assert connections == 3

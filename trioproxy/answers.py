@@ -8,7 +8,6 @@ them an event stream ends with an SSE ``error`` event, never a fake
 
 import json
 
-import httpx
 import trio
 
 from trioproxy.asgi import Send
@@ -16,6 +15,7 @@ from trioproxy.errors import send_json_error
 from trioproxy.heartbeat import Heartbeat
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.sse import EventCounter, error_event
+from trioproxy.upstream import UpstreamError, UpstreamResponse
 
 __all__ = [
     "asks_for_stream",
@@ -57,11 +57,11 @@ async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) ->
 
 
 async def refused_after_early_headers(
-    response: httpx.Response, send: Send, rec: RequestRecord
+    response: UpstreamResponse, send: Send, rec: RequestRecord
 ) -> None:
-    detail = (await response.aread())[:2000].decode(errors="replace")
+    detail = (await response.read())[:2000].decode(errors="replace")
     rec.end(Outcome.UPSTREAM_ERROR)
-    message = f"upstream answered {response.status_code}: {detail}"
+    message = f"upstream answered {response.status}: {detail}"
     await send(
         {
             "type": "http.response.body",
@@ -71,7 +71,7 @@ async def refused_after_early_headers(
     )
 
 
-async def fail_early(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
+async def fail_early(send: Send, rec: RequestRecord, exc: UpstreamError) -> None:
     await fail_mid_stream(send, rec, exc, event_stream=True)
 
 
@@ -81,13 +81,11 @@ def only_cancelled(exc: BaseException) -> bool:
     return isinstance(exc, trio.Cancelled)
 
 
-def _upstream_outcome(exc: httpx.HTTPError) -> Outcome:
-    if isinstance(exc, httpx.TimeoutException):
-        return Outcome.UPSTREAM_TIMEOUT
-    return Outcome.UPSTREAM_ERROR
+def _upstream_outcome(exc: UpstreamError) -> Outcome:
+    return Outcome.UPSTREAM_TIMEOUT if exc.timed_out else Outcome.UPSTREAM_ERROR
 
 
-async def fail_before_headers(send: Send, rec: RequestRecord, exc: httpx.HTTPError) -> None:
+async def fail_before_headers(send: Send, rec: RequestRecord, exc: UpstreamError) -> None:
     outcome = _upstream_outcome(exc)
     timeout = outcome is Outcome.UPSTREAM_TIMEOUT
     status = 504 if timeout else 502
@@ -98,7 +96,7 @@ async def fail_before_headers(send: Send, rec: RequestRecord, exc: httpx.HTTPErr
 
 
 async def fail_mid_stream(
-    send: Send, rec: RequestRecord, exc: httpx.HTTPError, *, event_stream: bool
+    send: Send, rec: RequestRecord, exc: UpstreamError, *, event_stream: bool
 ) -> None:
     outcome = _upstream_outcome(exc)
     rec.end(outcome)

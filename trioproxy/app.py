@@ -10,7 +10,6 @@ admin (behind the admin key) and metrics.
 
 from typing import Any
 
-import httpx
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
@@ -23,6 +22,7 @@ from trioproxy.gate import bearer_ok, with_cors, with_keys
 from trioproxy.inflight import Inflight
 from trioproxy.metrics import Metrics
 from trioproxy.relay import Relay
+from trioproxy.upstream import UpstreamPool
 
 __all__ = ["build_app"]
 
@@ -79,11 +79,11 @@ def _json_error(status: int, message: str, code: str) -> Any:
     )
 
 
-def build_app(config: ProxyConfig, client: httpx.AsyncClient) -> ASGIApp:
+def build_app(config: ProxyConfig, pool: UpstreamPool) -> ASGIApp:
     metrics = Metrics()
     inflight = Inflight(metrics)
     control = _control_app(inflight, metrics, config.admin_key)
-    relay: ASGIApp = Relay(config, client, inflight, metrics)
+    relay: ASGIApp = Relay(config, pool, inflight, metrics)
     if config.api_keys:
         relay = with_keys(relay, config.api_keys)
 

@@ -51,6 +51,7 @@ class RequestRecord:
         "cancel_scope",
         "client",
         "client_closed_at",
+        "event_stream",
         "events_relayed",
         "method",
         "model",
@@ -75,6 +76,8 @@ class RequestRecord:
         self.status = 0
         self.bytes_relayed = 0
         self.events_relayed = 0
+        self.event_stream = False
+        """The answer is an event stream: a failure after headers ends it with an SSE error."""
         self.started_at = time.monotonic()
         self.upstream_headers_at: float | None = None
         self.client_closed_at: float | None = None
@@ -95,11 +98,6 @@ class RequestRecord:
         if status is not None:
             self.status = status
         return True
-
-    async def trace(self, name: str, info: dict[str, Any]) -> None:
-        """httpcore trace hook: tells connecting apart from waiting for headers."""
-        if name == "http11.receive_response_headers.started":
-            self.phase = Phase.WAITING_HEADERS
 
     def log(self) -> None:
         now = time.monotonic()

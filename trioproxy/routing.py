@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from trioproxy.upstream import Origin
+
 __all__ = ["Router", "Upstream"]
 
 
@@ -19,7 +21,7 @@ class Upstream:
     """Exact names and globs (``gpt-4o-*``)."""
     fallback: tuple[str, ...] = ()
     """Upstreams tried, in order, when this one cannot be reached or answers 5xx."""
-    origin: tuple[str, str, int] = field(init=False, compare=False)
+    origin: Origin = field(init=False, compare=False)
     """Scheme, host and port: from the configuration only, never from a client."""
     base_path: bytes = field(init=False, compare=False)
 
@@ -28,20 +30,18 @@ class Upstream:
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "base_path", base)
 
-    def url_for(self, tail: bytes, query: bytes) -> httpx.URL:
-        """The upstream URL for a client path's ``tail`` (checked by
-        :func:`trioproxy.paths.client_tail`) and query, built from parts."""
-        scheme, host, port = self.origin
-        raw = self.base_path + tail
-        if query:
-            raw += b"?" + query
-        return httpx.URL(scheme=scheme, host=host, port=port, raw_path=raw)
+    def target_for(self, tail: bytes, query: bytes) -> bytes:
+        """The request target upstream for a client path's ``tail`` (checked by
+        :func:`trioproxy.paths.client_tail`, so it starts with ``/``) and query:
+        the base path, joined as bytes, never parsed again."""
+        target = self.base_path + tail
+        return target + b"?" + query if query else target
 
     def __repr__(self) -> str:  # the key stays out of every log and traceback
         return f"Upstream({self.name!r}, {self.url!r})"
 
 
-def _parse_base(url: str) -> tuple[tuple[str, str, int], bytes]:
+def _parse_base(url: str) -> tuple[Origin, bytes]:
     """Split a configured base URL; ValueError names what is wrong with it."""
     try:
         parsed = httpx.URL(url)

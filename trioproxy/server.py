@@ -1,6 +1,6 @@
 """Serving the proxy with hypercorn's trio worker.
 
-:func:`serve_proxy` owns the upstream client for the server's whole life and
+:func:`serve_proxy` owns the upstream pool for the server's whole life and
 reports the bound addresses through ``task_status`` so tests can bind port 0.
 """
 
@@ -16,7 +16,7 @@ from trioproxy.app import build_app
 from trioproxy.asgi import ASGIApp
 from trioproxy.config import ProxyConfig
 from trioproxy.guards.limits import DEFAULTS, ServerLimits, attach
-from trioproxy.relay import open_upstream_client
+from trioproxy.relay import open_upstream_pool
 
 __all__ = ["hypercorn_config", "serve_app", "serve_proxy"]
 
@@ -70,6 +70,10 @@ async def serve_proxy(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    async with open_upstream_client(proxy) as client:
-        app = build_app(proxy, client)
+    pool = open_upstream_pool(proxy)
+    try:
+        app = build_app(proxy, pool)
         await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+    finally:
+        with trio.CancelScope(shield=True):
+            await pool.aclose()

@@ -1,135 +1,336 @@
-"""The upstream connection pool: per origin, a list of idle HTTP/1.1 connections.
+"""The upstream client on the hot path: h11 over trio streams, one pool per origin.
 
-httpcore's own pool scans every connection for every queued request, and
-under concurrency hands one idle connection to several requests, which then
-fail over (``ConnectionNotAvailable``) and scan again. Measured with wrk at
-32 connections it was half of the proxy's CPU. An LLM proxy talks to few
-origins and caps nothing, so a last-in-first-out list of idle connections per
-origin does the job: take one that has not expired, or open a new one.
+Why not httpx here: per proxied request its models (``Request``,
+``Response``, URL parsing, cookies, headers) and httpcore's per-read timeout
+scopes and locks cost more CPU than everything else the relay does; a stop
+waits in line behind that work. h11 on a trio stream keeps what matters and
+nothing else:
 
-A connection goes back to the list only if its response was read to the end
-(httpcore marks it idle). A response closed early — the client left — closes
-the connection instead, and the upstream sees it go. HTTP/2 is never spoken:
-httpcore sends no RST_STREAM on cancel.
+- TLS with verification (the configured CA bundle, ``server_hostname``);
+- one deadline per exchange that moves: connect, then the wait for response
+  headers, then the silence before each body chunk. It is lifted while the
+  relay sends a chunk to its client, so a slow client never counts as a
+  silent upstream;
+- a connection goes back to its origin's idle list only when its response
+  was read to the end; any other exit (the client left, an error, a
+  timeout) closes it, and the upstream sees it go at once;
+- an idle connection the upstream closed is noticed before reuse; a reused
+  one that fails before the first response byte is retried once on a new
+  connection.
+
+HTTP/2 is never spoken to an upstream: a cancelled HTTP/2 stream needs an
+RST_STREAM that nothing here would send.
+
+The exception tree: :class:`UpstreamError`, with ``timed_out`` (504, or an
+SSE ``error`` event of type ``upstream_timeout``) and ``unreached`` (nothing
+reached the upstream: a fallback may be tried).
 """
 
+import math
+import select
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-import httpcore
-import httpx
+import h11
 import trio
 
-# httpx's own mapping of httpcore exceptions to httpx ones (pinned httpx < 0.29).
-from httpx._transports.default import map_httpcore_exceptions
+__all__ = ["Deadlines", "Origin", "UpstreamError", "UpstreamPool", "UpstreamResponse"]
 
-__all__ = ["UpstreamTransport"]
+type Origin = tuple[str, str, int]
+"""Scheme, host, port: from the configuration only."""
 
-type _Key = tuple[bytes, bytes, int]  # httpcore.Origin is not hashable
-type _Idle = dict[_Key, list[httpcore.AsyncHTTP11Connection]]
+_READ = 65536
 
 
-class UpstreamTransport(httpx.AsyncBaseTransport):
+class UpstreamError(Exception):
+    """The upstream failed, was unreachable, or too slow: the upstream's fault, not the client's."""
+
+    def __init__(self, message: str, *, timed_out: bool = False, unreached: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+        self.unreached = unreached
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    connect_s: float
+    headers_s: float
+    """From the request sent to the response's headers: the model's queue and prompt."""
+    idle_s: float
+    """Longest silence before a body chunk."""
+
+
+class _Connection:
+    __slots__ = ("h11", "idle_until", "stream")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.idle_until = 0.0
+
+    def still_open(self) -> bool:
+        """Not expired, and nothing to read: a readable idle socket is one the upstream closed."""
+        if trio.current_time() > self.idle_until:
+            return False
+        stream = self.stream
+        while isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        assert isinstance(stream, trio.SocketStream)
+        readable, _, _ = select.select([stream.socket.fileno()], [], [], 0)
+        return not readable
+
+    async def close(self) -> None:
+        await trio.aclose_forcefully(self.stream)  # no TLS close_notify to wait on
+
+
+class UpstreamResponse:
+    """Status, headers and a body read chunk by chunk within the exchange's moving deadline."""
+
+    __slots__ = ("_conn", "_scope", "_whole", "headers", "idle_s", "status")
+
+    def __init__(
+        self, conn: _Connection, event: h11.Response, scope: trio.CancelScope, idle_s: float
+    ) -> None:
+        self._conn = conn
+        self._scope = scope
+        self._whole = False
+        self.status: int = event.status_code
+        self.headers: list[tuple[bytes, bytes]] = list(event.headers)
+        """Names in lower case, as h11 gives them."""
+        self.idle_s = idle_s
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for n, v in self.headers if n == name), None)
+
+    async def next_chunk(self) -> bytes | None:
+        """The next body bytes, or None once the body is whole."""
+        conn = self._conn.h11
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise UpstreamError(f"upstream answer broken: {exc}") from exc
+            if type(event) is h11.Data:
+                return bytes(event.data)
+            if event is h11.NEED_DATA:
+                await self._receive()
+            elif type(event) is h11.EndOfMessage:
+                self._whole = True
+                return None
+            else:
+                raise UpstreamError(f"upstream closed mid-answer ({event!r})")
+
+    async def read(self) -> bytes:
+        chunks = []
+        while (chunk := await self.next_chunk()) is not None:
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _receive(self) -> None:
+        self._scope.deadline = trio.current_time() + self.idle_s
+        try:
+            data = await self._conn.stream.receive_some(_READ)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise UpstreamError(f"upstream connection broken: {exc}") from exc
+        self._scope.deadline = math.inf  # the relay's send to its client is not upstream silence
+        self._conn.h11.receive_data(bytes(data))
+
+
+class UpstreamPool:
+    """Per origin, a last-in-first-out list of idle HTTP/1.1 connections; no cap."""
+
     def __init__(self, ssl_context: ssl.SSLContext, keepalive_expiry_s: float = 5.0) -> None:
+        ssl_context.set_alpn_protocols(["http/1.1"])
         self._ssl_context = ssl_context
         self._keepalive_expiry_s = keepalive_expiry_s
-        self._backend = httpcore.TrioBackend()
-        self._idle: _Idle = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
 
     def idle_connections(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        key: _Key = (url.raw_scheme, url.raw_host, url.port or _default_port(url))
-        origin = httpcore.Origin(*key)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
+    @asynccontextmanager
+    async def request(
+        self,
+        origin: Origin,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        deadlines: Deadlines,
+        on_sent: Callable[[], None] | None = None,
+    ) -> AsyncIterator[UpstreamResponse]:
+        """One exchange: the response's head is in when this enters; leaving it
+        returns the connection to the pool if the body was read whole, else closes it."""
+        head = h11.Request(
+            method=method, target=target, headers=_framed(origin, headers, method, body)
         )
-        with map_httpcore_exceptions():
-            connection = await self._take_idle(key) or await self._open(origin, core_request)
-            response = await connection.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_Body(response, connection, self._idle.setdefault(key, [])),
-            extensions=response.extensions,
-        )
+        exchange = _Exchange(head, body, deadlines, on_sent)
+        with trio.CancelScope(deadline=trio.current_time() + deadlines.connect_s) as scope:
+            response = await self._exchange(origin, exchange, scope)
+            try:
+                yield response
+            finally:
+                await self._release(origin, response)
+        if scope.cancelled_caught:
+            raise UpstreamError(exchange.late(), timed_out=True, unreached=not exchange.sent)
 
-    async def _take_idle(self, key: _Key) -> httpcore.AsyncHTTP11Connection | None:
-        idle = self._idle.get(key)
+    async def _exchange(
+        self, origin: Origin, exchange: "_Exchange", scope: trio.CancelScope
+    ) -> UpstreamResponse:
+        conn = self._take_idle(origin)
+        if conn is not None:
+            try:
+                return await exchange.run(conn, scope)
+            except _Stale:
+                pass  # closed by the upstream as it was reused: once more, on a new one
+            finally:
+                if not exchange.answered:
+                    await conn.close()
+        conn = await self._open(origin)
+        try:
+            return await exchange.run(conn, scope)
+        except _Stale as exc:
+            raise UpstreamError(f"upstream closed the connection without answering: {exc}") from exc
+        finally:
+            if not exchange.answered:
+                await conn.close()
+
+    def _take_idle(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
         while idle:
-            connection = idle.pop()
-            # has_expired() also notices a connection the upstream closed.
-            if not connection.has_expired():
-                return connection
-            await _close(connection)
+            conn = idle.pop()
+            if conn.still_open():
+                return conn
+            _close_now(conn)
         return None
 
-    async def _open(
-        self, origin: httpcore.Origin, request: httpcore.Request
-    ) -> httpcore.AsyncHTTP11Connection:
-        timeouts = request.extensions.get("timeout", {})
-        stream = await self._backend.connect_tcp(
-            origin.host.decode("ascii"), origin.port, timeout=timeouts.get("connect")
-        )
-        if origin.scheme == b"https":
+    async def _open(self, origin: Origin) -> _Connection:
+        scheme, host, port = origin
+        try:
+            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            raise UpstreamError(f"cannot connect to {host}:{port}: {exc}", unreached=True) from exc
+        if scheme == "https":
+            stream = trio.SSLStream(stream, self._ssl_context, server_hostname=host)
             try:
-                stream = await stream.start_tls(
-                    self._ssl_context,
-                    server_hostname=origin.host.decode("ascii"),
-                    timeout=timeouts.get("connect"),
-                )
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                await trio.aclose_forcefully(stream)
+                cause = exc.__cause__ or exc
+                raise UpstreamError(
+                    f"TLS with {host}:{port} failed: {cause}", unreached=True
+                ) from exc
             except BaseException:
-                with trio.CancelScope(shield=True):
-                    await stream.aclose()
+                await trio.aclose_forcefully(stream)
                 raise
-        return httpcore.AsyncHTTP11Connection(origin, stream, self._keepalive_expiry_s)
+        return _Connection(stream)
+
+    async def _release(self, origin: Origin, response: UpstreamResponse) -> None:
+        conn = response._conn
+        h = conn.h11
+        if response._whole and h.our_state is h11.DONE and h.their_state is h11.DONE:
+            h.start_next_cycle()
+            conn.idle_until = trio.current_time() + self._keepalive_expiry_s
+            self._idle.setdefault(origin, []).append(conn)
+        else:
+            await conn.close()
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
-            for connection in idle:
-                await _close(connection)
+            for conn in idle:
+                await conn.close()
         self._idle.clear()
 
 
-class _Body(httpx.AsyncByteStream):
-    """The response body; closing it hands the connection back, or closes it."""
+class _Exchange:
+    """One request's way through the upstream: what was sent, what came back."""
+
+    __slots__ = ("answered", "body", "deadlines", "head", "on_sent", "sent")
 
     def __init__(
         self,
-        response: httpcore.Response,
-        connection: httpcore.AsyncHTTP11Connection,
-        idle: list[httpcore.AsyncHTTP11Connection],
+        head: h11.Request,
+        body: bytes,
+        deadlines: Deadlines,
+        on_sent: Callable[[], None] | None,
     ) -> None:
-        self._response = response
-        self._connection = connection
-        self._idle = idle
+        self.head = head
+        self.body = body
+        self.deadlines = deadlines
+        self.on_sent = on_sent
+        self.sent = False
+        self.answered = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with map_httpcore_exceptions():
-            async for chunk in self._response.aiter_stream():
-                yield chunk
+    async def run(self, conn: _Connection, scope: trio.CancelScope) -> UpstreamResponse:
+        scope.deadline = trio.current_time() + self.deadlines.headers_s
+        data = conn.h11.send(self.head) or b""
+        if self.body:
+            data += conn.h11.send(h11.Data(data=self.body)) or b""
+        data += conn.h11.send(h11.EndOfMessage()) or b""
+        try:
+            await conn.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise _Stale(str(exc)) from exc
+        self.sent = True
+        if self.on_sent is not None:
+            self.on_sent()
+        response = await _read_head(conn, scope, self.deadlines.idle_s)
+        self.answered = True
+        return response
 
-    async def aclose(self) -> None:
-        # Shielded: a cancelled relay must still close (not leak) the socket.
-        with trio.CancelScope(shield=True):
-            await self._response.aclose()
-        if self._connection.is_idle():
-            self._idle.append(self._connection)
-        # Otherwise httpcore has closed it: the body was not read to the end.
+    def late(self) -> str:
+        if not self.sent:
+            return f"connecting to the upstream took over {self.deadlines.connect_s:g} s"
+        if not self.answered:
+            return f"no response headers within {self.deadlines.headers_s:g} s"
+        return f"upstream silent for {self.deadlines.idle_s:g} s mid-answer"
 
 
-async def _close(connection: httpcore.AsyncHTTP11Connection) -> None:
-    with trio.CancelScope(shield=True):
-        await connection.aclose()
+class _Stale(Exception):
+    """A reused connection failed before any byte of its response came."""
 
 
-def _default_port(url: httpx.URL) -> int:
-    return 443 if url.scheme == "https" else 80
+def _close_now(conn: _Connection) -> None:
+    stream = conn.stream
+    while isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    assert isinstance(stream, trio.SocketStream)
+    stream.socket.close()
+
+
+async def _read_head(conn: _Connection, scope: trio.CancelScope, idle_s: float) -> UpstreamResponse:
+    h = conn.h11
+    received = False
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise UpstreamError(f"upstream answered something that is not HTTP: {exc}") from exc
+        if event is h11.NEED_DATA:
+            try:
+                data = await conn.stream.receive_some(_READ)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise (_Stale if not received else UpstreamError)(str(exc)) from exc
+            if not data and not received:
+                raise _Stale("closed before answering")
+            received = True
+            h.receive_data(bytes(data))
+        elif type(event) is h11.Response:
+            return UpstreamResponse(conn, event, scope, idle_s)
+        elif type(event) is h11.ConnectionClosed:
+            raise UpstreamError("upstream closed the connection without answering")
+        # else an informational (1xx) response: the real one follows
+
+
+def _framed(
+    origin: Origin, headers: list[tuple[bytes, bytes]], method: bytes, body: bytes
+) -> list[tuple[bytes, bytes]]:
+    scheme, host, port = origin
+    default = 443 if scheme == "https" else 80
+    authority = host if port == default else f"{host}:{port}"
+    framed = [(b"host", authority.encode("ascii")), *headers]
+    if body or method in (b"POST", b"PUT", b"PATCH"):
+        framed.append((b"content-length", b"%d" % len(body)))
+    return framed

@@ -9,6 +9,8 @@ sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
   connection's close is never cut short by the cancel of the request that
   asked for it; accept errors at the fd limit log once in a while, not every
   0.1 s.
+- :mod:`.idle`: the keep-alive idle timer re-armed by moving one deadline,
+  not by starting a task twice per request.
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
   bytes never blind hypercorn's read loop to a client leaving.
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
@@ -22,7 +24,7 @@ Per-server limits are read from hypercorn's ``Config`` (see
 :data:`DEFAULTS`.
 """
 
-from trioproxy.guards import connection, http1, http2
+from trioproxy.guards import connection, http1, http2, idle
 from trioproxy.guards.limits import DEFAULTS, ServerLimits
 
 __all__ = ["DEFAULTS", "ServerLimits", "install"]
@@ -36,5 +38,6 @@ def install() -> None:
         return
     _installed = True
     connection.install()
+    idle.install()
     http1.install()
     http2.install()

@@ -1,0 +1,45 @@
+"""The ceiling of this stack: hypercorn's trio worker answering a canned body, no upstream.
+
+It reads the request body and answers what the upstream would (the same
+bytes, fetched once from it at start), with trioproxy's guards installed, as
+a proxy's server side does; no proxy can be faster on this stack. Run:
+``python -m benchmarks.peers.bare_hypercorn UPSTREAM PORT``.
+"""
+
+import sys
+import urllib.request
+
+import trio
+
+from trioproxy.asgi import ASGIApp, Receive, Scope, Send
+from trioproxy.server import hypercorn_config, serve_app
+
+
+def canned(upstream: str) -> tuple[bytes, bytes]:
+    request = urllib.request.Request(
+        f"{upstream}/chat/completions", data=b"{}", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request) as answer:
+        return answer.headers.get("content-type", "application/json").encode(), answer.read()
+
+
+def build(content_type: bytes, body: bytes) -> ASGIApp:
+    head = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return app
+
+
+if __name__ == "__main__":
+    upstream, port = sys.argv[1], int(sys.argv[2])
+    trio.run(serve_app, build(*canned(upstream)), hypercorn_config("127.0.0.1", port))
