@@ -1,5 +1,7 @@
 """Prometheus metrics, in a registry of the app's own (no process-wide state)."""
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from trioproxy.record import RequestRecord
@@ -31,6 +33,7 @@ class Metrics:
         self.requests = Counter(
             "trioproxy_requests", "Requests by outcome and route", ["outcome", "route"], registry=r
         )
+        self._by_outcome: dict[tuple[object, str], Any] = {}
         self.open_streams = Gauge("trioproxy_open_requests", "Requests in flight now", registry=r)
         self.upstream_headers = Histogram(
             "trioproxy_upstream_headers_seconds",
@@ -47,7 +50,11 @@ class Metrics:
         )
 
     def finished(self, rec: RequestRecord) -> None:
-        self.requests.labels(str(rec.outcome), route_of(rec.path)).inc()
+        key = (rec.outcome, route_of(rec.path))  # bounded: a client's path is no key
+        counter = self._by_outcome.get(key)
+        if counter is None:  # labels() parses its arguments every time: once per pair
+            counter = self._by_outcome[key] = self.requests.labels(str(key[0]), key[1])
+        counter.inc()
         self.bytes.inc(rec.bytes_relayed)
         self.events.inc(rec.events_relayed)
         if rec.upstream_headers_at is not None:

@@ -1,8 +1,8 @@
-"""The ceiling of this stack: hypercorn's trio worker answering a canned body, no upstream.
+"""The ceiling of this stack: stock hypercorn's trio worker answering a canned body.
 
 It reads the request body and answers what the upstream would (the same
-bytes, fetched once from it at start), with trioproxy's guards installed, as
-a proxy's server side does; no proxy can be faster on this stack. Run:
+bytes, fetched once from it at start), with no upstream and none of
+trioproxy's patches: what a proxy on this stack is measured against. Run:
 ``python -m benchmarks.peers.bare_hypercorn UPSTREAM PORT``.
 """
 
@@ -10,9 +10,10 @@ import sys
 import urllib.request
 
 import trio
+from hypercorn.trio import serve
 
 from trioproxy.asgi import ASGIApp, Receive, Scope, Send
-from trioproxy.server import hypercorn_config, serve_app
+from trioproxy.server import hypercorn_config
 
 
 def canned(upstream: str) -> tuple[bytes, bytes]:
@@ -42,4 +43,5 @@ def build(content_type: bytes, body: bytes) -> ASGIApp:
 
 if __name__ == "__main__":
     upstream, port = sys.argv[1], int(sys.argv[2])
-    trio.run(serve_app, build(*canned(upstream)), hypercorn_config("127.0.0.1", port))
+    app = build(*canned(upstream))
+    trio.run(serve, app, hypercorn_config("127.0.0.1", port))  # type: ignore[arg-type]

@@ -8,6 +8,10 @@ tenth of the proxy's CPU. Here each connection has one timer task, started
 with the connection's first request, waiting in one cancel scope whose
 deadline moves: now plus ``keep_alive_timeout`` when idle, never when busy.
 
+The connection's read loop is hypercorn's, less the ``fail_after`` it opens
+around every read even when there is no read timeout (there is none here:
+the body timeout is the relay's).
+
 Semantics kept from hypercorn's ``TCPServer._idle_timeout``: an idle
 connection closes once the keep-alive timeout passes, or at once when the
 server is shutting down; a busy one is never closed by the timer, and closes
@@ -18,7 +22,8 @@ import math
 from typing import Any
 
 import trio
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.events import Closed, RawData
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 __all__ = ["IdleTimer", "install"]
 
@@ -75,6 +80,21 @@ class IdleTimer:
             await self._server._initiate_server_close()
 
 
+async def _read_until_closed(server: Any) -> None:
+    """hypercorn's read loop without its per-read ``fail_after(inf)`` when there is
+    no read timeout: a cancel scope (and trio's generator context managers) per read."""
+    stream, protocol = server.stream, server.protocol
+    while True:
+        try:
+            data = await stream.receive_some(MAX_RECV)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            break
+        await protocol.handle(RawData(bytes(data)))
+        if not data:
+            break
+    await protocol.handle(Closed())
+
+
 def install() -> None:
     init = TCPServer.__init__
     read_data = TCPServer._read_data
@@ -87,7 +107,10 @@ def install() -> None:
         # The timer task lives in the connection's task group, which cannot
         # end before it does: end it with the read loop.
         try:
-            await read_data(self)
+            if self.config.read_timeout is None:
+                await _read_until_closed(self)
+            else:
+                await read_data(self)
         finally:
             self.idle_task.end()
 
