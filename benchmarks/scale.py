@@ -143,7 +143,7 @@ async def main(args: argparse.Namespace) -> None:
         "cores": os.cpu_count(),
         "peers": {},
     }
-    for peer in PEERS:
+    for peer in (p for p in PEERS if p.measured_by("scale")):
         if (args.peer and peer.name not in args.peer) or peer.missing():
             continue
         result = await measure(peer, args.streams, args.interval, args.seconds)

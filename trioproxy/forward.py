@@ -30,7 +30,13 @@ from trioproxy.heartbeat import Heartbeat
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.routing import Router, Upstream
 from trioproxy.sse import EventCounter
-from trioproxy.upstream import Deadlines, UpstreamError, UpstreamPool, UpstreamResponse
+from trioproxy.upstream import (
+    Deadlines,
+    UpstreamError,
+    UpstreamHandle,
+    UpstreamPool,
+    UpstreamResponse,
+)
 from trioproxy.usage import UsageTap
 
 __all__ = ["Exchange", "Forwarder"]
@@ -76,7 +82,7 @@ class Forwarder:
             rec.upstream = upstream.name
             rec.phase = Phase.CONNECT
             try:
-                async with self._open(upstream, exchange, rec) as response:
+                async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
                     if response.status >= 500 and not last:
                         continue  # nothing reached the client yet: try the next one
                     await self._relay_answer(response, send, rec, beat, early)
@@ -93,7 +99,11 @@ class Forwarder:
                 return
 
     def _open(
-        self, upstream: Upstream, exchange: Exchange, rec: RequestRecord
+        self,
+        upstream: Upstream,
+        exchange: Exchange,
+        rec: RequestRecord,
+        handle: UpstreamHandle | None = None,
     ) -> AbstractAsyncContextManager[UpstreamResponse]:
         def sent() -> None:
             rec.phase = Phase.WAITING_HEADERS
@@ -111,6 +121,7 @@ class Forwarder:
             exchange.body,
             self._deadlines,
             sent,
+            handle,
         )
 
     async def _relay_answer(

@@ -15,6 +15,8 @@ from typing import Any
 
 import trio
 
+from trioproxy.upstream import UpstreamHandle
+
 __all__ = ["Outcome", "Phase", "RequestRecord"]
 
 access_log = logging.getLogger("trioproxy.access")
@@ -63,6 +65,7 @@ class RequestRecord:
         "status",
         "upstream",
         "upstream_closed_at",
+        "upstream_handle",
         "upstream_headers_at",
         "usage",
     )
@@ -87,6 +90,8 @@ class RequestRecord:
         self.upstream = ""
         self.usage: dict[str, Any] | None = None
         """The upstream's own usage object, when it sent one: never an estimate."""
+        self.upstream_handle = UpstreamHandle()
+        """The upstream connection in use, which a stop closes at once."""
         self.cancel_scope: trio.CancelScope | None = None
         """Cancels the request's nursery: both sides close (the admin's cancel)."""
 

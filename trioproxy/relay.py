@@ -228,4 +228,6 @@ async def _watch_client(
     # half-recycled. Only a stop that decides the outcome cancels.
     if rec.end(Outcome.CLIENT_CLOSED):
         rec.client_closed_at = time.monotonic()
+        # First the upstream socket, from this very step; then the relay.
+        rec.upstream_handle.close_now()
         relay_scope.cancel()

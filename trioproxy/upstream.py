@@ -36,7 +36,14 @@ from dataclasses import dataclass
 import h11
 import trio
 
-__all__ = ["Deadlines", "Origin", "UpstreamError", "UpstreamPool", "UpstreamResponse"]
+__all__ = [
+    "Deadlines",
+    "Origin",
+    "UpstreamError",
+    "UpstreamHandle",
+    "UpstreamPool",
+    "UpstreamResponse",
+]
 
 type Origin = tuple[str, str, int]
 """Scheme, host, port: from the configuration only."""
@@ -160,18 +167,21 @@ class UpstreamPool:
         body: bytes,
         deadlines: Deadlines,
         on_sent: Callable[[], None] | None = None,
+        handle: "UpstreamHandle | None" = None,
     ) -> AsyncIterator[UpstreamResponse]:
         """One exchange: the response's head is in when this enters; leaving it
-        returns the connection to the pool if the body was read whole, else closes it."""
+        returns the connection to the pool if the body was read whole, else closes it.
+        ``handle`` lets another task close the connection meanwhile."""
         head = h11.Request(
             method=method, target=target, headers=_framed(origin, headers, method, body)
         )
-        exchange = _Exchange(head, body, deadlines, on_sent)
+        exchange = _Exchange(head, body, deadlines, on_sent, handle or UpstreamHandle())
         with trio.CancelScope(deadline=trio.current_time() + deadlines.connect_s) as scope:
             response = await self._exchange(origin, exchange, scope)
             try:
                 yield response
             finally:
+                exchange.handle.conn = None
                 await self._release(origin, response)
         if scope.cancelled_caught:
             raise UpstreamError(exchange.late(), timed_out=True, unreached=not exchange.sent)
@@ -247,7 +257,7 @@ class UpstreamPool:
 class _Exchange:
     """One request's way through the upstream: what was sent, what came back."""
 
-    __slots__ = ("answered", "body", "deadlines", "head", "on_sent", "sent")
+    __slots__ = ("answered", "body", "deadlines", "handle", "head", "on_sent", "sent")
 
     def __init__(
         self,
@@ -255,6 +265,7 @@ class _Exchange:
         body: bytes,
         deadlines: Deadlines,
         on_sent: Callable[[], None] | None,
+        handle: "UpstreamHandle",
     ) -> None:
         self.head = head
         self.body = body
@@ -262,8 +273,10 @@ class _Exchange:
         self.on_sent = on_sent
         self.sent = False
         self.answered = False
+        self.handle = handle
 
     async def run(self, conn: _Connection, scope: trio.CancelScope) -> UpstreamResponse:
+        self.handle.conn = conn
         scope.deadline = trio.current_time() + self.deadlines.headers_s
         data = conn.h11.send(self.head) or b""
         if self.body:
@@ -286,6 +299,26 @@ class _Exchange:
         if not self.answered:
             return f"no response headers within {self.deadlines.headers_s:g} s"
         return f"upstream silent for {self.deadlines.idle_s:g} s mid-answer"
+
+
+class UpstreamHandle:
+    """The connection an exchange is using, for a task that must close it at once.
+
+    A client's stop closes the upstream socket from the watcher's own step,
+    before the relay task is even scheduled to unwind: in a storm of stops
+    that saves a turn of the scheduler per stop, and the model server sees
+    its client leave that much sooner. The relay, blocked on that socket,
+    then wakes with an error and is cancelled at its next checkpoint.
+    """
+
+    __slots__ = ("conn",)
+
+    def __init__(self) -> None:
+        self.conn: _Connection | None = None
+
+    def close_now(self) -> None:
+        if self.conn is not None:
+            _close_now(self.conn)
 
 
 class _Stale(Exception):

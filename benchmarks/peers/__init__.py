@@ -24,6 +24,11 @@ class Peer:
     command: str
     package: str  # whose version the results record
     note: str
+    only: tuple[str, ...] = ()
+    """The benchmarks that measure this peer; empty: all of them."""
+
+    def measured_by(self, benchmark: str) -> bool:
+        return not self.only or benchmark in self.only
 
     def version(self) -> str:
         if self.package == "nginx":
@@ -51,10 +56,31 @@ PEERS = (
         "nursery race, no polling",
     ),
     Peer(
+        "trioproxy x2",
+        f"{_PY} -m trioproxy serve --upstream {{upstream}} --port {{port}} --workers 2",
+        "trioproxy",
+        "two worker processes",
+        only=("overhead",),
+    ),
+    Peer(
+        "bare hypercorn",
+        f"{_PY} -m benchmarks.peers.bare_hypercorn {{upstream}} {{port}}",
+        "hypercorn",
+        "stock hypercorn-trio answering a canned body: this stack's ceiling",
+        only=("overhead",),
+    ),
+    Peer(
         "starlette+httpx",
         f"{_PY} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}}",
         "starlette",
         "hand-written StreamingResponse proxy on uvicorn",
+    ),
+    Peer(
+        "starlette fast",
+        f"{_PY} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}} fast",
+        "uvloop",
+        "the same on uvicorn with uvloop and httptools",
+        only=("overhead", "scale"),
     ),
     Peer(
         "nginx",

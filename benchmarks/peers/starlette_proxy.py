@@ -3,7 +3,8 @@
 ``StreamingResponse`` over ``client.send(..., stream=True)``. Starlette
 notices a disconnect only while it streams the body, so a stop while the
 upstream has not answered (headers, or a whole non-streaming answer) is
-never seen. Run: ``python -m benchmarks.peers.starlette_proxy UPSTREAM PORT``.
+never seen. Run: ``python -m benchmarks.peers.starlette_proxy UPSTREAM PORT [fast]``;
+``fast`` runs uvicorn with uvloop and httptools.
 """
 
 import sys
@@ -47,5 +48,8 @@ def build(upstream: str) -> Starlette:
 
 
 if __name__ == "__main__":
-    upstream, port = sys.argv[1], int(sys.argv[2])
-    uvicorn.run(build(upstream), host="127.0.0.1", port=port, log_level="warning")
+    # "fast": uvloop and httptools, as users of uvicorn[standard] run it.
+    upstream, port, *speed = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+    loop, http = ("uvloop", "httptools") if speed == ["fast"] else ("asyncio", "h11")
+    app = build(upstream)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", loop=loop, http=http)
