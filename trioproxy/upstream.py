@@ -8,9 +8,9 @@ nothing else:
 
 - TLS with verification (the configured CA bundle, ``server_hostname``);
 - one deadline per exchange that moves: connect, then the wait for response
-  headers, then the silence before each body chunk. It is lifted while the
-  relay sends a chunk to its client, so a slow client never counts as a
-  silent upstream;
+  headers, then the silence before each body chunk (moved at most once a
+  second). A deadline that passes while the relay is blocked sending to its
+  client says so: that client took nothing for the idle timeout;
 - a connection goes back to its origin's idle list only when its response
   was read to the end; any other exit (the client left, an error, a
   timeout) closes it, and the upstream sees it go at once;
@@ -26,7 +26,6 @@ SSE ``error`` event of type ``upstream_timeout``) and ``unreached`` (nothing
 reached the upstream: a fallback may be tried).
 """
 
-import math
 import select
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -95,7 +94,16 @@ class _Connection:
 class UpstreamResponse:
     """Status, headers and a body read chunk by chunk within the exchange's moving deadline."""
 
-    __slots__ = ("_conn", "_scope", "_whole", "headers", "idle_s", "status")
+    __slots__ = (
+        "_conn",
+        "_scope",
+        "_slack_s",
+        "_whole",
+        "headers",
+        "idle_s",
+        "receiving",
+        "status",
+    )
 
     def __init__(
         self, conn: _Connection, event: h11.Response, scope: trio.CancelScope, idle_s: float
@@ -107,6 +115,10 @@ class UpstreamResponse:
         self.headers: list[tuple[bytes, bytes]] = list(event.headers)
         """Names in lower case, as h11 gives them."""
         self.idle_s = idle_s
+        # How early the idle timeout may fire: a second, or a tenth of a short one.
+        self._slack_s = min(1.0, idle_s / 10)
+        self.receiving = False
+        """Waiting on the upstream (else the relay is busy with its client)."""
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
@@ -136,12 +148,18 @@ class UpstreamResponse:
         return b"".join(chunks)
 
     async def _receive(self) -> None:
-        self._scope.deadline = trio.current_time() + self.idle_s
+        # The idle deadline moves at most once a second: setting a deadline
+        # costs more than reading one, and a stream sends many chunks a second.
+        due = trio.current_time() + self.idle_s
+        scope = self._scope
+        if not due - self._slack_s <= scope.deadline <= due:
+            scope.deadline = due
+        self.receiving = True
         try:
             data = await self._conn.stream.receive_some(_READ)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamError(f"upstream connection broken: {exc}") from exc
-        self._scope.deadline = math.inf  # the relay's send to its client is not upstream silence
+        self.receiving = False
         self._conn.h11.receive_data(bytes(data))
 
 
@@ -184,7 +202,11 @@ class UpstreamPool:
                 exchange.handle.conn = None
                 await self._release(origin, response)
         if scope.cancelled_caught:
-            raise UpstreamError(exchange.late(), timed_out=True, unreached=not exchange.sent)
+            if exchange.answered and not response.receiving:
+                late = f"the client took no answer bytes for {deadlines.idle_s:g} s"
+            else:
+                late = exchange.late()
+            raise UpstreamError(late, timed_out=True, unreached=not exchange.sent)
 
     async def _exchange(
         self, origin: Origin, exchange: "_Exchange", scope: trio.CancelScope
