@@ -1,26 +1,34 @@
 """Benchmark (c): many concurrent paced streams through each peer.
 
-1000 streams, a token every 20 ms from a paced upstream (``benchmarks.ticker``):
-CPU seconds the proxy spends per 1000 relayed events, memory per open stream
-(RSS of the proxy's processes, before and after the streams open), and the
-delay clients see between the upstream's send and their receipt (p50 / p99).
-The clients run in this process; on a 2-core machine they, the upstream and
-the proxy share the cores, so compare peers within one run.
-Run: ``python -m benchmarks.scale [--streams 1000] [--interval 0.02] [--seconds 5]``.
+1000 streams, a token every 20 ms, from a paced upstream of several
+processes (``benchmarks.ticker``: SO_REUSEPORT, event bytes built once),
+driven by wrk (C) with one connection per stream; each stream is TOKENS
+events long, and the client counts events as completed streams times TOKENS.
+A "no proxy" row runs wrk straight against the upstream: the most this
+harness can show. Per peer: events per second at the client (of what the
+pacing allows), CPU seconds the proxy spends per 1000 relayed events (its
+request set-up included, once per TOKENS events), memory per open stream
+(RSS of the proxy's processes, idle and mid-run), and how late a stream's
+last token arrives (wrk's p50 / p99 latency less the stream's paced length).
+On a 2-core machine wrk, the upstream and the proxy share the cores:
+compare peers within one run.
+Run: ``python -m benchmarks.scale [--streams 1000] [--interval 0.02] [--seconds 15]``.
 """
 
 import argparse
 import json
 import os
 import pathlib
+import subprocess
 import sys
-import time
+import tempfile
 
 import trio
 
+from benchmarks.overhead import parse_wrk
 from benchmarks.peers import PEERS, Peer
 from trioproxy.conformance import free_port, running_proxy
-from trioproxy.probe import chat_body, request_bytes
+from trioproxy.proxy_process import wait_accepting
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -57,81 +65,64 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-class Clients:
-    def __init__(self) -> None:
-        self.events = 0
-        self.delays_ms: list[float] = []
-        self.recording = False
-        self.opened = 0
-        self.all_open = trio.Event()
-
-    async def stream(self, target: tuple[str, int], count: int) -> None:
-        body = chat_body(True)
-        stream = await trio.open_tcp_stream(*target)
-        async with stream:
-            await stream.send_all(request_bytes("POST", "/v1/chat/completions", body, {}))
-            first = True
-            pending = b""
-            while data := await stream.receive_some(65536):
-                now = time.monotonic()
-                if first:
-                    first = False
-                    self.opened += 1
-                    if self.opened == count:
-                        self.all_open.set()
-                pending += data
-                *events, pending = pending.split(b"\n\n")
-                for event in events:
-                    start = event.find(b'"content":"')
-                    if start < 0:
-                        continue
-                    self.events += 1
-                    if self.recording:
-                        stamp = float(event[start + 11 : event.index(b" ", start + 11)])
-                        self.delays_ms.append((now - stamp) * 1000)
-
-
-async def measure(peer: Peer, streams: int, interval: float, seconds: float) -> dict[str, float]:
-    port = free_port()
-    ticker = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "benchmarks.ticker", str(port), str(interval), "1000000"]
+def wrk_script() -> str:
+    path = pathlib.Path(tempfile.mkdtemp(prefix="wrk-")) / "stream.lua"
+    body = json.dumps({"model": "sim-small", "stream": True, "messages": []})
+    path.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
     )
-    try:
-        await trio.sleep(1)
+    return str(path)
+
+
+async def drive(
+    url: str, streams: int, seconds: float, pid: int | None
+) -> tuple[dict[str, float | str], float, int]:
+    """wrk for ``seconds``: its figures, the proxy's CPU seconds meanwhile, its RSS mid-run."""
+    run = ["wrk", "-t2", f"-c{streams}", f"-d{seconds:g}s", "--timeout", "60s", "--latency"]
+    run += ["-s", wrk_script(), url]
+    pids = tree(pid) if pid else []
+    cpu0 = cpu_s(pids)
+    mid_rss = 0
+    async with trio.open_nursery() as nursery:
+        done: list[subprocess.CompletedProcess[bytes]] = []
+
+        async def wrk() -> None:
+            done.append(await trio.run_process(run, capture_stdout=True))
+
+        nursery.start_soon(wrk)
+        await trio.sleep(seconds / 2)
+        mid_rss = rss_bytes(tree(pid)) if pid else 0
+    return parse_wrk(done[0].stdout.decode()), cpu_s(pids) - cpu0, mid_rss
+
+
+async def measure(
+    peer: Peer | None, args: argparse.Namespace, upstream_port: int
+) -> dict[str, float | str]:
+    upstream = f"http://127.0.0.1:{upstream_port}/v1"
+    stream_s = args.tokens * args.interval
+    if peer is None:
+        url = f"{upstream}/chat/completions"
+        figures, cpu, mid_rss = await drive(url, args.streams, args.seconds, None)
+        idle_rss = 0
+    else:
         pid: list[int] = []
-        upstream = f"http://127.0.0.1:{port}/v1"
-        async with running_proxy(peer.command, upstream, pid=pid) as target:
+        async with running_proxy(peer.command, upstream, pid=pid) as (host, port):
             await trio.sleep(1)
             idle_rss = rss_bytes(tree(pid[0]))
-            clients = Clients()
-            async with trio.open_nursery() as nursery:
-                for _ in range(streams):
-                    nursery.start_soon(clients.stream, target, streams)
-                with trio.move_on_after(60):
-                    await clients.all_open.wait()
-                await trio.sleep(1)
-                pids = tree(pid[0])
-                open_rss = rss_bytes(pids)
-                cpu0, events0 = cpu_s(pids), clients.events
-                clients.recording = True
-                await trio.sleep(seconds)
-                clients.recording = False
-                cpu1, events1 = cpu_s(pids), clients.events
-                nursery.cancel_scope.cancel()
-    finally:
-        ticker.terminate()
-        with trio.CancelScope(shield=True):
-            await ticker.wait()
-    delays = sorted(clients.delays_ms)
-    relayed = events1 - events0
+            url = f"http://{host}:{port}/v1/chat/completions"
+            figures, cpu, mid_rss = await drive(url, args.streams, args.seconds, pid[0])
+    events = float(figures["requests_per_s"]) * args.seconds * args.tokens
+    # Nothing completes before the first stream's paced length has passed.
+    expected = args.streams / args.interval * (args.seconds - stream_s)
     return {
-        "streams_open": clients.opened,
-        "events_per_s": relayed / seconds,
-        "expected_events_per_s": streams / interval,
-        "cpu_s_per_1000_events": (cpu1 - cpu0) / (relayed / 1000) if relayed else float("nan"),
-        "memory_kib_per_stream": (open_rss - idle_rss) / 1024 / max(clients.opened, 1),
-        "delay_p50_ms": delays[len(delays) // 2] if delays else float("nan"),
-        "delay_p99_ms": delays[int(len(delays) * 0.99)] if delays else float("nan"),
+        "events_per_s": events / args.seconds,
+        "expected_events_per_s": expected / args.seconds,
+        "cpu_s_per_1000_events": cpu / (events / 1000) if peer and events else float("nan"),
+        "memory_kib_per_stream": (mid_rss - idle_rss) / 1024 / args.streams if peer else 0.0,
+        "late_p50_ms": float(figures["p50_ms"]) - stream_s * 1000,
+        "late_p99_ms": float(figures["p99_ms"]) - stream_s * 1000,
+        "socket_errors": figures["socket_errors"],
     }
 
 
@@ -139,16 +130,30 @@ async def main(args: argparse.Namespace) -> None:
     out: dict[str, object] = {
         "streams": args.streams,
         "interval_s": args.interval,
+        "tokens": args.tokens,
         "seconds": args.seconds,
+        "upstream_procs": args.upstream_procs,
         "cores": os.cpu_count(),
         "peers": {},
     }
-    for peer in (p for p in PEERS if p.measured_by("scale")):
-        if (args.peer and peer.name not in args.peer) or peer.missing():
-            continue
-        result = await measure(peer, args.streams, args.interval, args.seconds)
-        print(f"{peer.name:<16} {json.dumps(result)}", flush=True)
-        out["peers"][peer.name] = result | {"version": peer.version()}  # type: ignore[index]
+    port = free_port()
+    pace = [str(port), str(args.interval), str(args.tokens), "--procs", str(args.upstream_procs)]
+    ticker = await trio.lowlevel.open_process([sys.executable, "-m", "benchmarks.ticker", *pace])
+    try:
+        await wait_accepting(("127.0.0.1", port), 20, ticker)
+        peers: list[Peer | None] = [None, *(p for p in PEERS if p.measured_by("scale"))]
+        for peer in peers:
+            if peer and ((args.peer and peer.name not in args.peer) or peer.missing()):
+                continue
+            name = peer.name if peer else "no proxy"
+            result = await measure(peer, args, port)
+            print(f"{name:<16} {json.dumps(result)}", flush=True)
+            version = peer.version() if peer else "-"
+            out["peers"][name] = result | {"version": version}  # type: ignore[index]
+    finally:
+        ticker.terminate()
+        with trio.CancelScope(shield=True):
+            await ticker.wait()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(out, indent=2))
 
@@ -157,6 +162,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=0.02)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--tokens", type=int, default=250, help="events per stream")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--upstream-procs", type=int, default=2)
     parser.add_argument("--peer", action="append")
-    trio.run(main, parser.parse_args())
+    trio.run(main, parser.parse_known_args()[0])  # run_all passes its own options on

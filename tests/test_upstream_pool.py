@@ -8,7 +8,7 @@ import trio
 
 from tests.conftest import start_sim
 from trioproxy.sim import SimUpstream
-from trioproxy.upstream import Deadlines, UpstreamPool
+from trioproxy.upstream import Deadlines, UpstreamHandle, UpstreamPool
 
 BODY = json.dumps({"model": "m", "stream": True, "messages": []}).encode()
 DEADLINES = Deadlines(connect_s=5, headers_s=5, idle_s=5)
@@ -70,3 +70,24 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
             await trio.sleep(0.05)  # the upstream's close has landed
         await pool.aclose()
     assert connections == 3
+
+
+async def test_a_connection_closed_by_a_stop_after_a_whole_answer_is_not_pooled(
+    nursery: trio.Nursery,
+) -> None:
+    """A client's stop closes the upstream socket from the watcher's step
+    (UpstreamHandle.close_now), possibly after the answer was read whole but
+    before the exchange ended: that connection must not go back to the pool."""
+    sim = SimUpstream()
+    origin = origin_of(await start_sim(nursery, sim))
+    pool = UpstreamPool(ssl.create_default_context())
+    handle = UpstreamHandle()
+    target = b"/v1/chat/completions"
+    with trio.fail_after(10):
+        async with pool.request(origin, b"POST", target, [], BODY, DEADLINES, None, handle) as r:
+            assert (await r.read()).endswith(b"data: [DONE]\n\n")
+            handle.close_now()
+        assert pool.idle_connections() == 0
+        async with pool.request(origin, b"POST", target, [], BODY, DEADLINES) as again:
+            assert (await again.read()).endswith(b"data: [DONE]\n\n")
+        await pool.aclose()

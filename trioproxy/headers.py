@@ -43,6 +43,10 @@ _CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 """Where clients put API keys: OpenAI's, Anthropic's and Azure's headers."""
 
 
+_DROP_UP = _HOP_BY_HOP | _RECOMPUTED_UPSTREAM
+_DROP_UP_CREDENTIALS = _DROP_UP | _CREDENTIALS
+
+
 def request_headers(
     headers: Headers, upstream_key: str | None, *, strip_credentials: bool = False
 ) -> Headers:
@@ -53,17 +57,21 @@ def request_headers(
     then goes as ``Authorization: Bearer``, so a client never needs, or sees,
     the real key.
     """
-    drop = _HOP_BY_HOP | _RECOMPUTED_UPSTREAM | _connection_tokens(headers)
-    if strip_credentials or upstream_key is not None:
-        drop |= _CREDENTIALS
-    kept = [(name, value) for name, value in headers if name.lower() not in drop]
+    credentials = strip_credentials or upstream_key is not None
+    drop = _DROP_UP_CREDENTIALS if credentials else _DROP_UP
+    if any(name == b"connection" for name, _ in headers):  # names it marks go too
+        drop = drop | _connection_tokens(headers)
+    # hypercorn hands names in lower case (h11 and h2 both normalize them).
+    kept = [(name, value) for name, value in headers if name not in drop]
     if upstream_key is not None:
         kept.append((b"authorization", b"Bearer " + upstream_key.encode("latin-1")))
     return kept
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """Upstream response headers as the client should see them."""
-    listed = list(headers)
-    drop = _HOP_BY_HOP | _connection_tokens(listed)
-    return [(name.lower(), value) for name, value in listed if name.lower() not in drop]
+    """Upstream response headers as the client should see them (names in lower case)."""
+    listed = [(name.lower(), value) for name, value in headers]
+    drop = _HOP_BY_HOP
+    if any(name == b"connection" for name, _ in listed):
+        drop = drop | _connection_tokens(listed)
+    return [(name, value) for name, value in listed if name not in drop]

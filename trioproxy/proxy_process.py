@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-__all__ = ["free_port", "running_proxy"]
+__all__ = ["free_port", "running_proxy", "wait_accepting"]
 
 type Target = tuple[str, int]
 """Where the proxy listens: host, port."""
@@ -29,7 +29,7 @@ async def running_proxy(
         if pid is not None:  # for a caller that measures the process
             pid.append(process.pid)
         try:
-            await _wait_accepting(("127.0.0.1", port), wait_s, process)
+            await wait_accepting(("127.0.0.1", port), wait_s, process)
             yield ("127.0.0.1", port)
         finally:
             process.terminate()
@@ -49,7 +49,7 @@ def free_port() -> int:
         return port
 
 
-async def _wait_accepting(target: Target, wait_s: float, process: trio.Process) -> None:
+async def wait_accepting(target: Target, wait_s: float, process: trio.Process) -> None:
     with trio.fail_after(wait_s):
         while True:
             if process.returncode is not None:

@@ -69,16 +69,18 @@ class Deadlines:
 
 
 class _Connection:
-    __slots__ = ("h11", "idle_until", "stream")
+    __slots__ = ("closed", "h11", "idle_until", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_until = 0.0
+        self.closed = False
+        """Closed by us (a stop may close it from another task): never pooled again."""
 
     def still_open(self) -> bool:
         """Not expired, and nothing to read: a readable idle socket is one the upstream closed."""
-        if trio.current_time() > self.idle_until:
+        if self.closed or trio.current_time() > self.idle_until:
             return False
         stream = self.stream
         while isinstance(stream, trio.SSLStream):
@@ -88,6 +90,7 @@ class _Connection:
         return not readable
 
     async def close(self) -> None:
+        self.closed = True
         await trio.aclose_forcefully(self.stream)  # no TLS close_notify to wait on
 
 
@@ -262,7 +265,8 @@ class UpstreamPool:
     async def _release(self, origin: Origin, response: UpstreamResponse) -> None:
         conn = response._conn
         h = conn.h11
-        if response._whole and h.our_state is h11.DONE and h.their_state is h11.DONE:
+        reusable = h.our_state is h11.DONE and h.their_state is h11.DONE and not conn.closed
+        if response._whole and reusable:
             h.start_next_cycle()
             conn.idle_until = trio.current_time() + self._keepalive_expiry_s
             self._idle.setdefault(origin, []).append(conn)
@@ -348,6 +352,7 @@ class _Stale(Exception):
 
 
 def _close_now(conn: _Connection) -> None:
+    conn.closed = True
     stream = conn.stream
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
