@@ -11,6 +11,7 @@ Run: ``python -m benchmarks.ticker PORT INTERVAL TOKENS [--procs N]``.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -46,6 +47,11 @@ async def serve(port: int, interval: float, tokens: int) -> None:
     streams: dict[trio.SocketStream, list[object]] = {}  # stream -> [tokens sent, done event]
 
     async def handle(stream: trio.SocketStream) -> None:
+        # The client left: wrk resets every connection at its end.
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await answer(stream)
+
+    async def answer(stream: trio.SocketStream) -> None:
         buffer = b""
         while True:
             while b"\r\n\r\n" not in buffer:

@@ -2,6 +2,8 @@
 and a connection the upstream closed while idle is never handed out."""
 
 import json
+import os
+import resource
 import ssl
 
 import trio
@@ -91,3 +93,29 @@ async def test_a_connection_closed_by_a_stop_after_a_whole_answer_is_not_pooled(
         async with pool.request(origin, b"POST", target, [], BODY, DEADLINES) as again:
             assert (await again.read()).endswith(b"data: [DONE]\n\n")
         await pool.aclose()
+
+
+async def test_pooled_connections_on_descriptors_past_1023_are_reused(
+    nursery: trio.Nursery,
+) -> None:
+    """The idle check once used select(), which refuses a descriptor past 1023:
+    a busy proxy answered 500 for every request that took such a connection."""
+    sim = SimUpstream()
+    origin = origin_of(await start_sim(nursery, sim))
+    pool = UpstreamPool(ssl.create_default_context())
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with trio.fail_after(10):
+            for _ in range(2):  # the second takes the pooled one
+                async with pool.request(
+                    origin, b"POST", b"/v1/chat/completions", [], BODY, DEADLINES
+                ) as response:
+                    assert (await response.read()).endswith(b"data: [DONE]\n\n")
+            assert pool.idle_connections() == 1
+            await pool.aclose()
+    finally:
+        for fd in filler:
+            os.close(fd)

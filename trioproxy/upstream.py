@@ -86,8 +86,9 @@ class _Connection:
         while isinstance(stream, trio.SSLStream):
             stream = stream.transport_stream
         assert isinstance(stream, trio.SocketStream)
-        readable, _, _ = select.select([stream.socket.fileno()], [], [], 0)
-        return not readable
+        poller = select.poll()  # select() cannot take a descriptor past 1023
+        poller.register(stream.socket.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     async def close(self) -> None:
         self.closed = True
