@@ -357,3 +357,24 @@ def _header(received: bytes, name: bytes) -> bytes:
         if key.strip().lower() == name:
             return value.strip()
     raise AssertionError(f"no {name!r} in {head!r}")
+
+
+async def test_an_answer_before_the_body_was_read_says_connection_close(
+    nursery: trio.Nursery,
+) -> None:
+    """A 401 (or 400, 413) sent before the body was read: hypercorn closes the
+    connection, so the answer must say so, or a keep-alive client loses its
+    next request on it."""
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    config = ProxyConfig(upstream=f"{upstream}/v1", api_keys=frozenset({"sk-proxy"}))
+    proxy = await start_proxy(nursery, config)
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        client = await RawClient.connect(host, int(port))
+        request = request_bytes("POST", "/v1/chat/completions", chat_body(False), {})
+        await client.send(request.split(b"\r\n\r\n")[0] + b"\r\n\r\n")  # the body: later
+        await client.read_all()
+        client.close()
+    head = client.received.split(b"\r\n\r\n")[0].lower()
+    assert client.status == 401 and b"\r\nconnection: close" in head and client.eof

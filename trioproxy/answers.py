@@ -60,7 +60,8 @@ async def refused_after_early_headers(
     response: UpstreamResponse, send: Send, rec: RequestRecord
 ) -> None:
     detail = (await response.read())[:2000].decode(errors="replace")
-    rec.end(Outcome.UPSTREAM_ERROR)
+    if not rec.end(Outcome.UPSTREAM_ERROR):
+        return  # a stop decided first: nothing more goes to the client
     message = f"upstream answered {response.status}: {detail}"
     await send(
         {
@@ -89,7 +90,8 @@ async def fail_before_headers(send: Send, rec: RequestRecord, exc: UpstreamError
     outcome = _upstream_outcome(exc)
     timeout = outcome is Outcome.UPSTREAM_TIMEOUT
     status = 504 if timeout else 502
-    rec.end(outcome, status)
+    if not rec.end(outcome, status):
+        return  # a stop decided first: nothing more goes to the client
     what = "timed out" if timeout else "unreachable or failed"
     detail = str(exc) or type(exc).__name__
     await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
@@ -99,7 +101,10 @@ async def fail_mid_stream(
     send: Send, rec: RequestRecord, exc: UpstreamError, *, event_stream: bool
 ) -> None:
     outcome = _upstream_outcome(exc)
-    rec.end(outcome)
+    if not rec.end(outcome):
+        # A stop decided first (it closed the upstream socket under the
+        # relay): the answer stays unfinished, as the stop left it.
+        return
     if not event_stream:
         # A non-event-stream answer is left unfinished: hypercorn then closes
         # the connection, and the client sees a truncated body rather than a

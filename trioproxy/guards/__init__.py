@@ -11,6 +11,8 @@ sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
   0.1 s.
 - :mod:`.idle`: the keep-alive idle timer re-armed by moving one deadline,
   not by starting a task twice per request.
+- :mod:`.fastwrite`: a write to a plain TCP client goes straight to the
+  socket when no other write is under way (no lock, no cancel scope).
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
   bytes never blind hypercorn's read loop to a client leaving.
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
@@ -24,7 +26,7 @@ Per-server limits are read from hypercorn's ``Config`` (see
 :data:`DEFAULTS`.
 """
 
-from trioproxy.guards import connection, http1, http2, idle
+from trioproxy.guards import connection, fastwrite, http1, http2, idle
 from trioproxy.guards.limits import DEFAULTS, ServerLimits
 
 __all__ = ["DEFAULTS", "ServerLimits", "install"]
@@ -38,6 +40,7 @@ def install() -> None:
         return
     _installed = True
     connection.install()
+    fastwrite.install()
     idle.install()
     http1.install()
     http2.install()

@@ -20,18 +20,24 @@
    buffer, bounded by ``h11_max_incomplete_size``, and are served as soon as
    the response in flight has ended.
 
-3. The end of a response (``_maybe_recycle``) runs inside the application's
+3. An answer given before the request's body was read carries
+   ``Connection: close``: hypercorn closes such a connection, and a client
+   that was not told reuses it for its next request and loses that request.
+
+4. The end of a response (``_maybe_recycle``) runs inside the application's
    last ``send()``; it is shielded so that an application cancelling itself
    right then cannot leave the connection half recycled or unclosed.
 """
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import h11
 import trio
 from h11._readers import maybe_read_from_IDLE_client
 from h11._receivebuffer import ReceiveBuffer
+from hypercorn.protocol.events import Response
 from hypercorn.protocol.h11 import H11Protocol
 
 __all__ = ["StrictConnection", "install"]
@@ -98,6 +104,15 @@ class StrictConnection(h11.Connection):
 def install() -> None:
     init = H11Protocol.__init__
     maybe_recycle = H11Protocol._maybe_recycle
+    stream_send = H11Protocol.stream_send
+
+    async def _stream_send(self: Any, event: Any) -> None:
+        # An answer given before the request's body was read (401, 400, 413)
+        # ends the connection: say so, or a keep-alive client sends its next
+        # request on a connection that is closing (RFC 9112 section 9.6).
+        if type(event) is Response and self.connection.their_state is h11.SEND_BODY:
+            event = replace(event, headers=[*event.headers, (b"connection", b"close")])
+        await stream_send(self, event)
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
@@ -117,4 +132,5 @@ def install() -> None:
             await self._handle_events()
 
     setattr(H11Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
+    setattr(H11Protocol, "stream_send", _stream_send)  # noqa: B010
     setattr(H11Protocol, "_maybe_recycle", _maybe_recycle)  # noqa: B010
