@@ -9,6 +9,7 @@ import json
 import logging
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import h2.errors
@@ -65,6 +66,29 @@ async def h2_target(
     else:
         proxy = await start_proxy(nursery, config, **server)
     return H2Target(sim, proxy, context)
+
+
+@dataclass
+class Proxied:
+    """A proxy on its own simulated upstream, and where to reach it."""
+
+    sim: SimUpstream
+    origin: str
+    host: str
+    port: int
+
+
+async def proxied(
+    nursery: trio.Nursery, server: dict[str, Any] | None = None, **config: Any
+) -> Proxied:
+    """``config`` goes to ProxyConfig, ``server`` to hypercorn_config."""
+    sim = SimUpstream()
+    upstream = await start_sim(nursery, sim)
+    origin = await start_proxy(
+        nursery, ProxyConfig(upstream=f"{upstream}/v1", **config), **(server or {})
+    )
+    host, port = origin.removeprefix("http://").rsplit(":", 1)
+    return Proxied(sim, origin, host, int(port))
 
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["h2c", "tls"])
@@ -250,10 +274,7 @@ ROUTES = [
 async def test_every_route_closes_when_asked(
     nursery: trio.Nursery, method: str, path: str, how: str
 ) -> None:
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1", admin_key="adm"))
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    proxy = await proxied(nursery, admin_key="adm")
     body = chat_body(False) if method == "POST" else b""
     request = request_bytes(method, path, body, {"authorization": "Bearer adm"})
     if how == "http-1.0":
@@ -261,7 +282,7 @@ async def test_every_route_closes_when_asked(
     else:
         request = request.replace(b"\r\n", b"\r\nconnection: close\r\n", 1)
     with trio.fail_after(5):  # hypercorn's keep-alive timeout would close it at 5 s
-        client = await RawClient.connect(host, int(port))
+        client = await RawClient.connect(proxy.host, proxy.port)
         await client.send(request)
         await client.read_all()
         client.close()
@@ -269,12 +290,9 @@ async def test_every_route_closes_when_asked(
 
 
 async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> None:
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    proxy = await proxied(nursery, {"keep_alive_s": 0.3})
     with trio.fail_after(5):
-        client = await RawClient.connect(host, int(port))
+        client = await RawClient.connect(proxy.host, proxy.port)
         await client.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
         started = trio.current_time()
         await client.read_all()
@@ -284,30 +302,24 @@ async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> No
 
 
 async def test_slow_request_head_is_cut(nursery: trio.Nursery) -> None:
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    proxy = await proxied(nursery, {"keep_alive_s": 0.3})
     with trio.fail_after(5):
-        client = await RawClient.connect(host, int(port))
+        client = await RawClient.connect(proxy.host, proxy.port)
         await client.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
         await client.read_all()
         client.close()
-    assert client.eof and sim.fates == []
+    assert client.eof and proxy.sim.fates == []
 
 
 async def test_slow_body_gets_408_and_the_connection_closed(
     nursery: trio.Nursery, access_log: AccessLog
 ) -> None:
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1", body_timeout_s=0.5))
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    proxy = await proxied(nursery, body_timeout_s=0.5)
     body = chat_body(False)
     with trio.fail_after(10):
         clients = []
         for _ in range(20):  # a slow-loris crowd: a byte each, then nothing
-            client = await RawClient.connect(host, int(port))
+            client = await RawClient.connect(proxy.host, proxy.port)
             await client.send(request_bytes("POST", "/v1/chat/completions", body, {})[:-10])
             clients.append(client)
         for client in clients:
@@ -316,18 +328,16 @@ async def test_slow_body_gets_408_and_the_connection_closed(
         await access_log.wait_for(20)
     assert all(c.status == 408 and c.eof for c in clients)
     assert json.loads(clients[0].body)["error"]["code"] == "request_timeout"
-    assert sim.fates == []
+    assert proxy.sim.fates == []
 
 
 async def test_deeply_nested_json_is_no_server_error(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1", admin_key="adm"))
+    proxy = await proxied(nursery, admin_key="adm")
     nested = b"[" * 100_000 + b"]" * 100_000
     with trio.fail_after(10):
-        async with httpx.AsyncClient(base_url=proxy) as client:
+        async with httpx.AsyncClient(base_url=proxy.origin) as client:
             response = await client.post("/v1/embeddings", content=nested)
     assert response.status_code < 500 or "simulated" in response.text
     assert not [r for r in caplog.records if r.name.startswith("trioproxy") and r.exc_info]
@@ -365,13 +375,9 @@ async def test_an_answer_before_the_body_was_read_says_connection_close(
     """A 401 (or 400, 413) sent before the body was read: hypercorn closes the
     connection, so the answer must say so, or a keep-alive client loses its
     next request on it."""
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    config = ProxyConfig(upstream=f"{upstream}/v1", api_keys=frozenset({"sk-proxy"}))
-    proxy = await start_proxy(nursery, config)
-    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    proxy = await proxied(nursery, api_keys=frozenset({"sk-proxy"}))
     with trio.fail_after(10):
-        client = await RawClient.connect(host, int(port))
+        client = await RawClient.connect(proxy.host, proxy.port)
         request = request_bytes("POST", "/v1/chat/completions", chat_body(False), {})
         await client.send(request.split(b"\r\n\r\n")[0] + b"\r\n\r\n")  # the body: later
         await client.read_all()
