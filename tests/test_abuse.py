@@ -102,8 +102,9 @@ TRANSPORTS = pytest.mark.parametrize("transport", ["h2c", "tls"])
         ("GET", b"/health\xff"),
         (b"P\xc3ST", "/v1/chat/completions"),
         ("POST", b"/v1/chat\x01completions"),
+        ("CONNECT", b"/ws\xff"),
     ],
-    ids=["utf8-path", "ff-path", "utf8-method", "control-byte-path"],
+    ids=["utf8-path", "ff-path", "utf8-method", "control-byte-path", "extended-connect"],
 )
 async def test_h2_bad_request_line_resets_only_its_stream(
     nursery: trio.Nursery,
@@ -116,7 +117,8 @@ async def test_h2_bad_request_line_resets_only_its_stream(
     target = await h2_target(nursery, transport, tls)
     with trio.fail_after(15):
         client = await target.connect()
-        bad = await client.request(path, {}, b"{}", method=method)
+        protocol = "websocket" if method == "CONNECT" else None  # extended CONNECT
+        bad = await client.request(path, {}, b"{}", method=method, protocol=protocol)
         good = await client.request("/v1/chat/completions", {"x-sim-id": "after"}, BODY)
         await client.pump_until(lambda: good in client.ended and bad in client.reset_by_server)
         client.close()

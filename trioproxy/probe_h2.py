@@ -76,12 +76,15 @@ class H2Client:
         content_length: int | None = None,
         method: str | bytes = "POST",
         flush: bool = True,
+        protocol: str | None = None,
     ) -> int:
         stream_id: int = self.conn.get_next_available_stream_id()
         length = len(body) if content_length is None else content_length
+        extended = [(":protocol", protocol)] if protocol else []
         self.conn.send_headers(
             stream_id,
             [
+                *extended,
                 (":method", method),
                 (":path", path),
                 (":scheme", "http"),

@@ -83,7 +83,10 @@ def _bad_request_line(event: h2.events.RequestReceived) -> str | None:
     method, path = pseudo.get(b":method", b""), pseudo.get(b":path", b"")
     if not _TOKEN.fullmatch(method):
         return "bad :method"
-    if not _PATH.fullmatch(path) and method != b"CONNECT":
+    # Only a plain CONNECT has no :path; an extended one (:protocol, WebSocket
+    # over HTTP/2) has one, and hypercorn decodes it like any other.
+    plain_connect = method == b"CONNECT" and b":protocol" not in pseudo
+    if not plain_connect and not _PATH.fullmatch(path):
         return "bad :path"
     return None
 
