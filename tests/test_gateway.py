@@ -2,6 +2,8 @@
 heartbeats, CORS, fallback."""
 
 import json
+import pathlib
+import re
 import time
 
 import httpx
@@ -10,6 +12,8 @@ import trio
 
 from tests.conftest import AccessLog, start_proxy, start_sim
 from trioproxy.config import ProxyConfig
+from trioproxy.metrics import Metrics
+from trioproxy.record import Outcome, RequestRecord
 from trioproxy.routing import Upstream
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
@@ -152,9 +156,14 @@ async def test_admin_lists_and_cancels_a_request(
 async def test_metrics_count_outcomes_and_stop_propagation(nursery: trio.Nursery) -> None:
     sim = SimUpstream()
     proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1"))
+    usage = {"stream_options": {"include_usage": True}}
     with trio.fail_after(15):
         async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
-            await client.post("/v1/chat/completions", json=CHAT | {"model": "m", "stream": True})
+            await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m", "stream": True} | usage,
+                headers={"x-sim-tokens": "9"},
+            )
             async with client.stream(
                 "POST",
                 "/v1/chat/completions",
@@ -167,11 +176,27 @@ async def test_metrics_count_outcomes_and_stop_propagation(nursery: trio.Nursery
             text = ""
             while "trioproxy_stop_propagation_seconds_count 1.0" not in text:
                 text = (await client.get("/metrics")).text  # the stopped request ends just after
-    assert 'trioproxy_requests_total{outcome="completed",route="/v1/chat/completions"} 1.0' in text
-    assert (
-        'trioproxy_requests_total{outcome="client_closed",route="/v1/chat/completions"} 1.0' in text
-    )
+    route = 'route="/v1/chat/completions",upstream="default"'  # labels come sorted
+    assert f'trioproxy_requests_total{{model="m",outcome="completed",{route}}} 1.0' in text
+    assert f'trioproxy_requests_total{{model="m",outcome="client_closed",{route}}} 1.0' in text
+    assert 'trioproxy_tokens_total{kind="completion",model="m",upstream="default"} 9.0' in text
+    assert 'trioproxy_client_stops_total{phase="streaming"} 1.0' in text
+    assert 'trioproxy_upstream_inflight_requests{upstream="default"} 0.0' in text
     assert "trioproxy_relayed_events_total" in text and "trioproxy_open_requests" in text
+
+
+def test_model_labels_are_bounded() -> None:
+    metrics = Metrics(models=frozenset({"gpt-4o"}))
+    for i in range(300):
+        record = RequestRecord("POST", f"/v1/x{i}")
+        record.model = f"model-{i}"
+        record.end(Outcome.COMPLETED, 200)
+        metrics.finished(record)
+    totals = [line for line in metrics.exposition().decode().splitlines() if "_total{" in line]
+    assert sum('model="model-' in line for line in totals) == 100  # the rest: "other"
+    assert 'model="other",outcome="completed",route="/v1/other",upstream="-"} 200.0' in "".join(
+        totals
+    )
 
 
 async def test_usage_of_completed_and_stopped_streams(
@@ -386,3 +411,18 @@ async def test_cors_any_origin_answers_a_star_and_upstream_cors_is_dropped(
     assert ok.headers.get_list("access-control-allow-origin") == ["https://a.example"]
     assert "access-control-allow-credentials" not in ok.headers
     assert "access-control-allow-origin" not in no.headers
+
+
+def test_grafana_dashboard_plots_only_metrics_the_proxy_exports() -> None:
+    path = pathlib.Path(__file__).parents[1] / "docs" / "grafana" / "trioproxy-dashboard.json"
+    dashboard = json.loads(path.read_text())
+    exported = {family.name for family in Metrics().registry.collect()}
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"trioproxy_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 6
+    # a family NAME is plotted as NAME_total (counters) or NAME_bucket (histograms)
+    assert {re.sub(r"_(total|bucket)$", "", name) for name in used} <= exported

@@ -80,7 +80,8 @@ def _json_error(status: int, message: str, code: str) -> Any:
 
 
 def build_app(config: ProxyConfig, pool: UpstreamPool) -> ASGIApp:
-    metrics = Metrics()
+    configured = {m for u in config.router().upstreams for m in u.models}
+    metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
     inflight = Inflight(metrics)
     control = _control_app(inflight, metrics, config.admin_key)
     relay: ASGIApp = Relay(config, pool, inflight, metrics)

@@ -27,6 +27,7 @@ from trioproxy.asgi import Send
 from trioproxy.errors import send_json
 from trioproxy.headers import Headers, request_headers, response_headers
 from trioproxy.heartbeat import Heartbeat
+from trioproxy.metrics import Metrics
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.routing import Router, Upstream
 from trioproxy.sse import EventCounter
@@ -60,9 +61,15 @@ class Exchange:
 
 class Forwarder:
     def __init__(
-        self, pool: UpstreamPool, router: Router, deadlines: Deadlines, strip_credentials: bool
+        self,
+        pool: UpstreamPool,
+        router: Router,
+        deadlines: Deadlines,
+        strip_credentials: bool,
+        metrics: Metrics,
     ) -> None:
         self._pool = pool
+        self._inflight = metrics.upstream_inflight
         self._router = router
         self._deadlines = deadlines
         self._strip_credentials = strip_credentials
@@ -81,6 +88,8 @@ class Forwarder:
             last = upstream is chain[-1]
             rec.upstream = upstream.name
             rec.phase = Phase.CONNECT
+            inflight = self._inflight.labels(upstream.name)
+            inflight.inc()
             try:
                 async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
                     if response.status >= 500 and not last:
@@ -97,6 +106,8 @@ class Forwarder:
                 else:
                     await fail_before_headers(send, rec, exc)
                 return
+            finally:  # a stop frees its upstream at once: the count stays true
+                inflight.dec()
 
     def _open(
         self,

@@ -4,7 +4,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from trioproxy.record import RequestRecord
+from trioproxy.record import Outcome, RequestRecord
 
 __all__ = ["Metrics"]
 
@@ -26,15 +26,60 @@ def route_of(path: str) -> str:
     return path if path in _ROUTES else "/v1/other"
 
 
+_MAX_MODELS = 100
+"""Distinct model labels beyond the configured names; later ones fold into "other"."""
+
+
+class _ModelLabels:
+    """A bounded set of model labels: a client's model name is no label of its own."""
+
+    def __init__(self, configured: frozenset[str]) -> None:
+        self._known = set(configured)
+        self._seen = 0
+
+    def __call__(self, model: str) -> str:
+        if not model:
+            return "-"
+        if model in self._known:
+            return model
+        if self._seen < _MAX_MODELS:
+            self._seen += 1
+            self._known.add(model)
+            return model
+        return "other"
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, models: frozenset[str] = frozenset()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._model = _ModelLabels(models)
         self.requests = Counter(
-            "trioproxy_requests", "Requests by outcome and route", ["outcome", "route"], registry=r
+            "trioproxy_requests",
+            "Requests by outcome, route, upstream and model",
+            ["outcome", "route", "upstream", "model"],
+            registry=r,
         )
-        self._by_outcome: dict[tuple[object, str], Any] = {}
+        self._by_outcome: dict[tuple[object, str, str, str], Any] = {}
+        self.tokens = Counter(
+            "trioproxy_tokens",
+            "Tokens the upstreams' own usage objects reported, by upstream, model and kind",
+            ["upstream", "model", "kind"],
+            registry=r,
+        )
+        self.stops = Counter(
+            "trioproxy_client_stops",
+            "Client stops by the phase they came in",
+            ["phase"],
+            registry=r,
+        )
         self.open_streams = Gauge("trioproxy_open_requests", "Requests in flight now", registry=r)
+        self.upstream_inflight = Gauge(
+            "trioproxy_upstream_inflight_requests",
+            "Requests in flight now, by the upstream serving them",
+            ["upstream"],
+            registry=r,
+        )
         self.upstream_headers = Histogram(
             "trioproxy_upstream_headers_seconds",
             "Time from request start to upstream headers",
@@ -50,17 +95,35 @@ class Metrics:
         )
 
     def finished(self, rec: RequestRecord) -> None:
-        key = (rec.outcome, route_of(rec.path))  # bounded: a client's path is no key
+        upstream = rec.upstream or "-"
+        model = self._model(rec.model)
+        # bounded: routes, outcomes, configured upstreams and model labels
+        key = (rec.outcome, route_of(rec.path), upstream, model)
         counter = self._by_outcome.get(key)
-        if counter is None:  # labels() parses its arguments every time: once per pair
-            counter = self._by_outcome[key] = self.requests.labels(str(key[0]), key[1])
+        if counter is None:  # labels() parses its arguments every time: once per key
+            counter = self._by_outcome[key] = self.requests.labels(str(key[0]), *key[1:])
         counter.inc()
         self.bytes.inc(rec.bytes_relayed)
         self.events.inc(rec.events_relayed)
+        if rec.usage is not None:
+            self._count_tokens(rec.usage, upstream, model)
+        if rec.outcome is Outcome.CLIENT_CLOSED:
+            self.stops.labels(str(rec.phase)).inc()
         if rec.upstream_headers_at is not None:
             self.upstream_headers.observe(rec.upstream_headers_at - rec.started_at)
         if rec.client_closed_at is not None and rec.upstream_closed_at is not None:
             self.stop_propagation.observe(rec.upstream_closed_at - rec.client_closed_at)
 
+    def _count_tokens(self, usage: dict[str, Any], upstream: str, model: str) -> None:
+        # OpenAI says prompt/completion; Anthropic says input/output.
+        for kind, names in (("prompt", _PROMPT), ("completion", _COMPLETION)):
+            value = next((usage[n] for n in names if isinstance(usage.get(n), int)), None)
+            if value:
+                self.tokens.labels(upstream, model, kind).inc(value)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_PROMPT = ("prompt_tokens", "input_tokens")
+_COMPLETION = ("completion_tokens", "output_tokens")

@@ -9,6 +9,7 @@ it). Nothing polls.
 """
 
 import json
+import re
 import ssl
 import time
 
@@ -29,6 +30,11 @@ from trioproxy.routing import Upstream
 from trioproxy.upstream import Deadlines, UpstreamPool
 
 __all__ = ["Relay", "gone_already", "open_upstream_pool"]
+
+
+# "model": "..." in a JSON body. A quote inside a JSON string is escaped, so
+# '"model"' is never found inside a message's text.
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
 
 
 class _ClientGone(Exception):
@@ -61,8 +67,8 @@ class Relay:
             config.connect_timeout_s, config.headers_timeout_s, config.idle_timeout_s
         )
         strip = bool(config.api_keys)
-        self._forwarder = Forwarder(pool, self._router, deadlines, strip_credentials=strip)
         self._metrics = metrics or Metrics()
+        self._forwarder = Forwarder(pool, self._router, deadlines, strip, self._metrics)
         self._inflight = inflight or Inflight(self._metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,8 +189,12 @@ class Relay:
 
     def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
         # The body is parsed only when its model decides where it goes, or
-        # when the admin's listing will show it.
+        # when the admin's listing will show it; else a cheap look serves the
+        # log and the metrics.
         if not self._router.needs_model and self._config.admin_key is None:
+            at = body.find(b'"model"')  # bytes.find is fast; a regex scan of a long prompt is not
+            found = _MODEL.match(body, at) if at >= 0 else None
+            rec.model = found[1].decode("utf-8", "replace") if found else ""
             return self._router.default
         try:
             model = json.loads(body).get("model") if body else None
