@@ -1,6 +1,7 @@
-"""Guards against faults in hypercorn 0.18 (and its h11 and h2) that a client can trigger.
+"""Patches to hypercorn 0.18 (and its h11 and h2): faults a client can trigger,
+and per-request and per-write costs measured on the hot path.
 
-Each guard patches the narrowest point that fixes its fault, once per
+Each patches the narrowest point that fixes its fault or cost, once per
 process, when :func:`install` runs; each has a regression test on real
 sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
 

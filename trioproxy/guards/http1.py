@@ -47,6 +47,7 @@ _FOLD = re.compile(rb"\r?\n[ \t]")
 _CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"\ntransfer-encoding[ \t]*:", re.IGNORECASE)
 _VERSIONS = frozenset({b"1.0", b"1.1"})
+_RECYCLE_S = 10.0
 
 
 def _h2_preface(request: h11.Request) -> bool:
@@ -119,7 +120,9 @@ def install() -> None:
         self.connection = StrictConnection(self.config.h11_max_incomplete_size)
 
     async def _maybe_recycle(self: Any) -> None:
-        with trio.CancelScope(shield=True):
+        # Shielded from the app's own cancel, but bounded: it puts the
+        # disconnect in the app's queue, which a stuck app may never empty.
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + _RECYCLE_S):
             await maybe_recycle(self)
         connection = self.connection
         if (
