@@ -2,6 +2,7 @@
 heartbeats, CORS, fallback."""
 
 import json
+import logging
 import pathlib
 import re
 import time
@@ -12,9 +13,12 @@ import trio
 
 from tests.conftest import AccessLog, start_proxy, start_sim
 from trioproxy.config import ProxyConfig
+from trioproxy.conformance import free_port
 from trioproxy.metrics import Metrics
+from trioproxy.probe import RawClient, StopKind, request_bytes
 from trioproxy.record import Outcome, RequestRecord
 from trioproxy.routing import Upstream
+from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 
@@ -426,3 +430,68 @@ def test_grafana_dashboard_plots_only_metrics_the_proxy_exports() -> None:
     assert len(dashboard["panels"]) >= 6
     # a family NAME is plotted as NAME_total (counters) or NAME_bucket (histograms)
     assert {re.sub(r"_(total|bucket)$", "", name) for name in used} <= exported
+
+
+async def test_replicas_balance_on_requests_in_flight_and_stops_free_them_at_once(
+    nursery: trio.Nursery,
+) -> None:
+    a, b = SimUpstream(), SimUpstream()
+    upstreams = (
+        Upstream("a", f"{await start_sim(nursery, a)}/v1", None, ("m",)),
+        Upstream("b", f"{await start_sim(nursery, b)}/v1", None, ("m",)),
+    )
+    proxy = await start_proxy(nursery, ProxyConfig(upstream="", upstreams=upstreams))
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    long = {"x-sim-tokens": "100000", "x-sim-interval": "0.05"}
+
+    async def open_stream(sim_id: str) -> RawClient:
+        client = await RawClient.connect(host, int(port))
+        body = json.dumps(CHAT | {"model": "m", "stream": True}).encode()
+        headers = long | {"x-sim-id": sim_id}
+        await client.send(request_bytes("POST", "/v1/chat/completions", body, headers))
+        await client.read_until(b"data: ")
+        return client
+
+    def where(sim_id: str) -> str:
+        return "a" if any(f.sim_id == sim_id for f in a.fates) else "b"
+
+    with trio.fail_after(20):
+        first = [await open_stream(f"s{i}") for i in range(4)]
+        placed = [where(f"s{i}") for i in range(4)]
+        on_a = [c for i, c in enumerate(first) if placed[i] == "a"]
+        for client in on_a:  # a user stops both streams on a ...
+            client.stop(StopKind.FIN)
+        for i in range(4):
+            if placed[i] == "a":
+                await a.wait_ended(f"s{i}")
+        again = [await open_stream(f"t{i}") for i in range(2)]  # ... and asks again
+        for client in first + again:
+            client.close()
+    assert sorted(placed) == ["a", "a", "b", "b"]
+    assert [where("t0"), where("t1")] == ["a", "a"]  # a's slots were free at once
+
+
+async def test_a_failing_replica_is_skipped_for_a_cool_down_and_comes_back(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "trioproxy.balance")
+    live, revived = SimUpstream(), SimUpstream()
+    port = free_port()
+    upstreams = (
+        Upstream("dead", f"http://127.0.0.1:{port}/v1", None, ("m",)),
+        Upstream("live", f"{await start_sim(nursery, live)}/v1", None, ("m",)),
+    )
+    config = ProxyConfig(upstream="", upstreams=upstreams, cooldown_s=0.5)
+    proxy = await start_proxy(nursery, config)
+    chat = CHAT | {"model": "m"}
+    with trio.fail_after(20):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            answers = [await client.post("/v1/chat/completions", json=chat) for _ in range(3)]
+            await trio.sleep(0.6)  # the cool-down is over; the replica is back too
+            await nursery.start(serve_app, revived, hypercorn_config("127.0.0.1", port))
+            back = await client.post("/v1/chat/completions", json=chat)
+    assert all(r.status_code == 200 for r in [*answers, back])
+    assert len(live.fates) == 3 and len(revived.fates) == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "trioproxy.balance"]
+    assert sum("upstream dead unreachable" in m for m in messages) == 1
+    assert "upstream dead reachable again" in messages

@@ -21,6 +21,8 @@ class ProxyConfig:
     """From request sent to upstream response headers: the model's queue and prompt."""
     idle_timeout_s: float = 300.0
     """Longest upstream silence between two body chunks."""
+    cooldown_s: float = 10.0
+    """How long an upstream whose connections fail is skipped when it has replicas."""
     max_body_bytes: int = 32 * MiB
     body_timeout_s: float = 60.0
     """The whole request body must arrive within this long (else 408)."""

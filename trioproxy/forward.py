@@ -24,6 +24,7 @@ from trioproxy.answers import (
     refused_after_early_headers,
 )
 from trioproxy.asgi import Send
+from trioproxy.balance import Balancer
 from trioproxy.errors import send_json
 from trioproxy.headers import Headers, request_headers, response_headers
 from trioproxy.heartbeat import Heartbeat
@@ -67,9 +68,11 @@ class Forwarder:
         deadlines: Deadlines,
         strip_credentials: bool,
         metrics: Metrics,
+        balancer: Balancer,
     ) -> None:
         self._pool = pool
         self._inflight = metrics.upstream_inflight
+        self._balancer = balancer
         self._router = router
         self._deadlines = deadlines
         self._strip_credentials = strip_credentials
@@ -83,22 +86,29 @@ class Forwarder:
         beat: Heartbeat,
         early: bool,
     ) -> None:
-        chain = self._router.chain(first)
+        # Its replicas, best first, then the first one's configured fallbacks.
+        replicas = self._balancer.order(self._router.replicas(first))
+        fallbacks = self._router.chain(replicas[0])[1:]
+        chain = [*replicas, *(u for u in fallbacks if u not in replicas)]
         for upstream in chain:
             last = upstream is chain[-1]
             rec.upstream = upstream.name
             rec.phase = Phase.CONNECT
             inflight = self._inflight.labels(upstream.name)
             inflight.inc()
+            self._balancer.started(upstream)
             try:
                 async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
+                    self._balancer.reached(upstream)
                     if response.status >= 500 and not last:
                         continue  # nothing reached the client yet: try the next one
                     await self._relay_answer(response, send, rec, beat, early)
                     return
             except UpstreamError as exc:
-                if exc.unreached and not last:
-                    continue  # not reached, nothing sent: try the next one
+                if exc.unreached:
+                    self._balancer.unreachable(upstream, str(exc))
+                    if not last:
+                        continue  # not reached, nothing sent: try the next one
                 if early:
                     await fail_early(send, rec, exc)
                 elif rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
@@ -106,8 +116,9 @@ class Forwarder:
                 else:
                     await fail_before_headers(send, rec, exc)
                 return
-            finally:  # a stop frees its upstream at once: the count stays true
+            finally:  # a stop frees its upstream at once: the counts stay true
                 inflight.dec()
+                self._balancer.finished(upstream)
 
     def _open(
         self,

@@ -18,6 +18,7 @@ import trio
 
 from trioproxy.answers import asks_for_stream, only_cancelled, start_event_stream
 from trioproxy.asgi import Receive, Scope, Send
+from trioproxy.balance import Balancer
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import send_json_error
 from trioproxy.forward import Exchange, Forwarder
@@ -68,7 +69,8 @@ class Relay:
         )
         strip = bool(config.api_keys)
         self._metrics = metrics or Metrics()
-        self._forwarder = Forwarder(pool, self._router, deadlines, strip, self._metrics)
+        balancer = Balancer(config.cooldown_s)
+        self._forwarder = Forwarder(pool, self._router, deadlines, strip, self._metrics, balancer)
         self._inflight = inflight or Inflight(self._metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,4 +1,8 @@
-"""Which upstream serves a request: by the JSON ``model``, exact names before globs."""
+"""Which upstream serves a request: by the JSON ``model``, exact names before globs.
+
+Upstreams with the same model list are replicas of one another: the
+forwarder balances a request among them (:mod:`trioproxy.balance`).
+"""
 
 import fnmatch
 from dataclasses import dataclass, field
@@ -60,8 +64,16 @@ class Router:
     def __init__(self, upstreams: tuple[Upstream, ...]) -> None:
         self.upstreams = upstreams
         self.by_name = {u.name: u for u in upstreams}
-        self._exact = {m: u for u in upstreams for m in u.models if not _is_glob(m)}
+        # The first upstream to claim a name stands for it and its replicas.
+        self._exact: dict[str, Upstream] = {}
+        for upstream in upstreams:
+            for model in upstream.models:
+                if not _is_glob(model):
+                    self._exact.setdefault(model, upstream)
         self._globs = [(m, u) for u in upstreams for m in u.models if _is_glob(m)]
+        self._replicas = {
+            u.name: tuple(r for r in upstreams if r.models == u.models) for u in upstreams
+        }
 
     @property
     def needs_model(self) -> bool:
@@ -77,6 +89,10 @@ class Router:
         if found is not None:
             return found
         return next((u for pattern, u in self._globs if fnmatch.fnmatchcase(model, pattern)), None)
+
+    def replicas(self, upstream: Upstream) -> tuple[Upstream, ...]:
+        """``upstream`` and every other serving the same models, in configured order."""
+        return self._replicas[upstream.name]
 
     def chain(self, first: Upstream) -> list[Upstream]:
         """``first`` and then its fallbacks."""

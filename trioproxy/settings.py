@@ -25,7 +25,7 @@ _SCHEMA: dict[str, set[str]] = {
         "grace_period_s",
         "keep_alive_s",
     },
-    "timeouts": {"connect_s", "headers_s", "idle_s"},
+    "timeouts": {"connect_s", "headers_s", "idle_s", "cooldown_s"},
     "limits": {"max_body_mib", "body_timeout_s", "h2_stream_buffer_kib", "h2_max_resets_per_s"},
     "auth": {"api_keys", "api_keys_env", "admin_key_env"},
     "stream": {"heartbeat_s", "early_headers"},
@@ -91,6 +91,7 @@ def load(
         connect_timeout_s=float(over.get("connect_timeout", timeouts.get("connect_s", 10.0))),
         headers_timeout_s=float(over.get("headers_timeout", timeouts.get("headers_s", 600.0))),
         idle_timeout_s=float(over.get("idle_timeout", timeouts.get("idle_s", 300.0))),
+        cooldown_s=float(timeouts.get("cooldown_s", 10.0)),
         max_body_bytes=int(float(over.get("max_body_mib", limits.get("max_body_mib", 32))) * MiB),
         body_timeout_s=float(over.get("body_timeout", limits.get("body_timeout_s", 60.0))),
         upstream_ca=over.get("upstream_ca"),
@@ -160,7 +161,7 @@ def _upstream(name: str, url: str, key: str | None, *rest: tuple[str, ...]) -> U
 
 def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstream, ...]:
     upstreams: list[Upstream] = []
-    claimed: dict[str, str] = {}
+    claimed: dict[str, tuple[str, tuple[str, ...]]] = {}
     for i, table in enumerate(tables):
         name = str(table.get("name", f"upstream{i + 1}"))
         if "url" not in table:
@@ -169,11 +170,14 @@ def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstr
         key = _env(env, key_env, f"upstream {name!r} api_key_env") if key_env else None
         models = tuple(table.get("models", ["*"]))
         for model in models:
-            if model in claimed:
+            # Upstreams with the same model list are replicas, balanced; a model
+            # claimed by two different lists would route by the order in the file.
+            first, their_models = claimed.setdefault(model, (name, models))
+            if their_models != models:
                 raise SettingsError(
-                    f"model {model!r} is claimed by upstreams {claimed[model]!r} and {name!r}"
+                    f"model {model!r} is claimed by upstreams {first!r} and {name!r} "
+                    "(replicas must list the same models)"
                 )
-            claimed[model] = name
         upstreams.append(
             _upstream(name, str(table["url"]), key, models, tuple(table.get("fallback", [])))
         )

@@ -1,0 +1,60 @@
+"""Balancing a request among replicas: fewest in flight first, failing ones skipped a while.
+
+Replicas are upstreams with the same model list (:meth:`Router.replicas`).
+A request goes to the replica with the fewest requests in flight; since a
+client's stop closes its upstream exchange at once, the counts stay true
+under stops, and a user who stops and asks again is balanced on what really
+runs. A replica whose connection fails is skipped for ``cooldown_s``, with a
+WARNING line; the first request that reaches it again logs that it is back.
+When every replica is cooling down, they are tried anyway.
+"""
+
+import logging
+from collections.abc import Sequence
+
+import trio
+
+from trioproxy.routing import Upstream
+
+__all__ = ["Balancer"]
+
+log = logging.getLogger("trioproxy.balance")
+
+
+class Balancer:
+    def __init__(self, cooldown_s: float) -> None:
+        self._cooldown_s = cooldown_s
+        self.inflight: dict[str, int] = {}
+        self._down_until: dict[str, float] = {}
+
+    def order(self, replicas: Sequence[Upstream]) -> list[Upstream]:
+        """The replicas to try, best first: ready ones by fewest in flight, then the rest."""
+        if len(replicas) == 1:
+            return list(replicas)
+        now = trio.current_time()
+        ready = [u for u in replicas if self._down_until.get(u.name, 0.0) <= now]
+        cooling = [u for u in replicas if u not in ready]
+        ready.sort(
+            key=lambda u: self.inflight.get(u.name, 0)
+        )  # stable: configured order breaks ties
+        return ready + cooling
+
+    def started(self, upstream: Upstream) -> None:
+        self.inflight[upstream.name] = self.inflight.get(upstream.name, 0) + 1
+
+    def finished(self, upstream: Upstream) -> None:
+        self.inflight[upstream.name] -= 1
+
+    def unreachable(self, upstream: Upstream, reason: str) -> None:
+        if self._down_until.get(upstream.name, 0.0) <= trio.current_time():
+            log.warning(
+                "upstream %s unreachable (%s): skipped for %g s",
+                upstream.name,
+                reason,
+                self._cooldown_s,
+            )
+        self._down_until[upstream.name] = trio.current_time() + self._cooldown_s
+
+    def reached(self, upstream: Upstream) -> None:
+        if self._down_until.pop(upstream.name, None) is not None:
+            log.info("upstream %s reachable again", upstream.name)
