@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.conftest import AccessLog, start_proxy, start_sim
-from trioproxy.config import ProxyConfig
+from trioproxy.config import ClientKey, ProxyConfig
 from trioproxy.conformance import free_port
 from trioproxy.metrics import Metrics
 from trioproxy.probe import RawClient, StopKind, request_bytes
@@ -495,3 +495,51 @@ async def test_a_failing_replica_is_skipped_for_a_cool_down_and_comes_back(
     messages = [r.getMessage() for r in caplog.records if r.name == "trioproxy.balance"]
     assert sum("upstream dead unreachable" in m for m in messages) == 1
     assert "upstream dead reachable again" in messages
+
+
+async def test_a_stop_frees_its_key_slot_at_once(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    """max_concurrent = 1: a user stops a stream and asks again at once: no 429."""
+    sim = SimUpstream()
+    alice = ClientKey("alice", "sk-alice-123", max_concurrent=1)
+    config = ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", client_keys=(alice,))
+    proxy = await start_proxy(nursery, config)
+    host, port = proxy.removeprefix("http://").rsplit(":", 1)
+    auth = {"authorization": "Bearer sk-alice-123"}
+    long = {"x-sim-tokens": "100000", "x-sim-interval": "0.02"}
+    body = json.dumps(CHAT | {"model": "m", "stream": True}).encode()
+    with trio.fail_after(20):
+        streaming = await RawClient.connect(host, int(port))
+        headers = auth | long | {"x-sim-id": "first"}
+        await streaming.send(request_bytes("POST", "/v1/chat/completions", body, headers))
+        await streaming.read_until(b"data: ")
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            refused = await client.post("/v1/chat/completions", json=CHAT, headers=auth)
+            streaming.stop(StopKind.FIN)
+            await sim.wait_ended("first")  # the upstream saw the stop: the slot is free
+            again = await client.post(
+                "/v1/chat/completions", json=CHAT, headers=auth | {"x-sim-id": "again"}
+            )
+        streaming.close()
+        line = await access_log.wait_for_line("outcome=client_closed")
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert again.status_code == 200 and sim.fate("again").outcome == "completed"
+    assert "key=alice" in line
+    assert not any("sk-alice-123" in entry for entry in access_log.lines)
+
+
+async def test_requests_per_minute_per_key(nursery: trio.Nursery) -> None:
+    sim = SimUpstream()
+    bob = ClientKey("bob", "sk-bob", per_minute=2)
+    config = ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", client_keys=(bob,))
+    proxy = await start_proxy(nursery, config)
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            auth = {"authorization": "Bearer sk-bob"}
+            answers = [
+                await client.post("/v1/chat/completions", json=CHAT, headers=auth) for _ in range(3)
+            ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 60

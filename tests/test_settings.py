@@ -95,6 +95,9 @@ def test_wrong_settings_name_the_problem(
 def test_the_example_file_is_valid() -> None:
     example = pathlib.Path(__file__).parents[1] / "docs" / "trioproxy.example.toml"
     env = {"TRIOPROXY_CLIENT_KEY": "c", "TRIOPROXY_ADMIN_KEY": "a", "OPENAI_API_KEY": "o"}
-    settings = load(str(example), {}, env)
+    settings = load(str(example), {}, env | {"ALICE_KEY": "sk-secret-9"})
     assert [u.name for u in settings.proxy.router().upstreams] == ["openai", "local"]
     assert settings.proxy.admin_key == "a" and settings.proxy.api_keys == {"c"}
+    (alice,) = settings.proxy.client_keys
+    assert (alice.name, alice.max_concurrent, alice.per_minute) == ("alice", 4, 60)
+    assert alice.key == "sk-secret-9" and "sk-secret" not in repr(alice)  # never logged

@@ -85,8 +85,8 @@ def build_app(config: ProxyConfig, pool: UpstreamPool) -> ASGIApp:
     inflight = Inflight(metrics)
     control = _control_app(inflight, metrics, config.admin_key)
     relay: ASGIApp = Relay(config, pool, inflight, metrics)
-    if config.api_keys:
-        relay = with_keys(relay, config.api_keys)
+    if keys := config.keys():
+        relay = with_keys(relay, keys)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):

@@ -5,6 +5,7 @@ message; a proxy error that reaches them as plain text shows up as a crash.
 """
 
 import json
+import math
 
 from trioproxy.asgi import Send
 
@@ -17,11 +18,15 @@ def error_body(message: str, error_type: str, code: str | None = None) -> bytes:
     ).encode()
 
 
-async def send_json(send: Send, status: int, body: bytes, *, close: bool = False) -> None:
+async def send_json(
+    send: Send, status: int, body: bytes, *, close: bool = False, retry_after_s: float = 0
+) -> None:
     """A whole JSON answer in two ASGI messages; ``close`` ends the connection after it."""
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if close:
         headers.append((b"connection", b"close"))
+    if retry_after_s:
+        headers.append((b"retry-after", b"%d" % math.ceil(retry_after_s)))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -34,5 +39,7 @@ async def send_json_error(
     code: str | None = None,
     *,
     close: bool = False,
+    retry_after_s: float = 0,
 ) -> None:
-    await send_json(send, status, error_body(message, error_type, code), close=close)
+    body = error_body(message, error_type, code)
+    await send_json(send, status, body, close=close, retry_after_s=retry_after_s)

@@ -1,4 +1,4 @@
-"""What stands between a request and the relay: CORS and client keys.
+"""What stands between a request and the relay: CORS, client keys and their limits.
 
 Pure ASGI wrappers, so the relay stays a plain race. Keys are compared in
 constant time, against every configured key (no early exit), and never logged.
@@ -7,9 +7,12 @@ constant time, against every configured key (no early exit), and never logged.
 import hmac
 
 from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
+from trioproxy.config import ClientKey
 from trioproxy.errors import send_json_error
+from trioproxy.keys import KeyLimiter, Slot
+from trioproxy.record import access_log
 
-__all__ = ["bearer_ok", "with_cors", "with_keys"]
+__all__ = ["KEY_NAME", "SLOT", "bearer_ok", "with_cors", "with_keys"]
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -19,26 +22,64 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _token(scope: Scope) -> bytes:
+    given = _header(scope, b"authorization") or b""
+    return given[7:] if given[:7].lower() == b"bearer " else _header(scope, b"x-api-key") or b""
+
+
 def bearer_ok(scope: Scope, keys: frozenset[bytes]) -> bool:
     """``Authorization: Bearer KEY`` (or Anthropic's ``x-api-key: KEY``) holds one of ``keys``."""
-    given = _header(scope, b"authorization") or b""
-    token = given[7:] if given[:7].lower() == b"bearer " else _header(scope, b"x-api-key") or b""
+    token = _token(scope)
     found = False
     for key in keys:
         found |= hmac.compare_digest(token, key)
     return found
 
 
-def with_keys(app: ASGIApp, keys: frozenset[str]) -> ASGIApp:
-    encoded = frozenset(k.encode() for k in keys)
+def _matching(scope: Scope, keys: tuple[tuple[bytes, ClientKey], ...]) -> ClientKey | None:
+    token = _token(scope)
+    found = None
+    for raw, key in keys:  # every key compared, in constant time: no early exit
+        if hmac.compare_digest(token, raw):
+            found = key
+    return found
+
+
+KEY_NAME = "trioproxy.client_key"
+"""The scope entry naming the client's key (never the key itself)."""
+SLOT = "trioproxy.slot"
+"""The scope entry holding the request's :class:`Slot`, for the relay to free on a stop."""
+
+
+def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...]) -> ASGIApp:
+    encoded = tuple((k.key.encode(), k) for k in keys)
+    limiter = KeyLimiter()
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if bearer_ok(scope, encoded):
-            await app(scope, receive, send)
-        else:
-            await send_json_error(
+        key = _matching(scope, encoded)
+        if key is None:
+            return await send_json_error(
                 send, 401, "missing or wrong API key", "invalid_request_error", "invalid_api_key"
             )
+        slot = limiter.acquire(key)
+        if not isinstance(slot, Slot):
+            access_log.info(
+                "%s %s 429 outcome=limited key=%s", scope["method"], scope["path"], key.name
+            )
+            return await send_json_error(
+                send,
+                429,
+                f"too many requests with key {key.name!r}: retry after {slot:g} s",
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                retry_after_s=slot,
+            )
+        scope[KEY_NAME] = key.name
+        scope[SLOT] = slot
+        try:
+            await app(scope, receive, send)
+        finally:
+            slot.release()
 
     return guarded
 

@@ -31,6 +31,7 @@ class Inflight:
                 "method": r.method,
                 "path": r.path,
                 "model": r.model,
+                "key": r.key_name,
                 "upstream": r.upstream,
                 "phase": str(r.phase),
                 "age_s": round(now - r.started_at, 3),

@@ -55,12 +55,14 @@ class RequestRecord:
         "client_closed_at",
         "event_stream",
         "events_relayed",
+        "key_name",
         "method",
         "model",
         "outcome",
         "path",
         "phase",
         "request_id",
+        "slot",
         "started_at",
         "status",
         "upstream",
@@ -90,6 +92,10 @@ class RequestRecord:
         self.upstream = ""
         self.usage: dict[str, Any] | None = None
         """The upstream's own usage object, when it sent one: never an estimate."""
+        self.key_name = ""
+        """The client key's name, never the key."""
+        self.slot: Any = None
+        """The key's concurrency slot (:class:`trioproxy.keys.Slot`), which a stop frees."""
         self.upstream_handle = UpstreamHandle()
         """The upstream connection in use, which a stop closes at once."""
         self.cancel_scope: trio.CancelScope | None = None
@@ -114,7 +120,7 @@ class RequestRecord:
         usage = "none" if self.usage is None else json.dumps(self.usage, separators=(",", ":"))
         access_log.info(
             "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f"
-            " model=%s upstream=%s usage=%s",
+            " model=%s upstream=%s key=%s usage=%s",
             self.request_id,
             self.method,
             self.path,
@@ -127,6 +133,7 @@ class RequestRecord:
             (now - self.started_at) * 1000,
             self.model or "-",
             self.upstream or "-",
+            self.key_name or "-",
             usage,
         )
 

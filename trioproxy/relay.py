@@ -22,6 +22,7 @@ from trioproxy.balance import Balancer
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import send_json_error
 from trioproxy.forward import Exchange, Forwarder
+from trioproxy.gate import KEY_NAME, SLOT
 from trioproxy.heartbeat import Heartbeat
 from trioproxy.inflight import Inflight
 from trioproxy.metrics import Metrics
@@ -67,7 +68,7 @@ class Relay:
         deadlines = Deadlines(
             config.connect_timeout_s, config.headers_timeout_s, config.idle_timeout_s
         )
-        strip = bool(config.api_keys)
+        strip = bool(config.keys())
         self._metrics = metrics or Metrics()
         balancer = Balancer(config.cooldown_s)
         self._forwarder = Forwarder(pool, self._router, deadlines, strip, self._metrics, balancer)
@@ -77,6 +78,8 @@ class Relay:
         record = RequestRecord(scope["method"], scope["path"])
         client = scope.get("client")
         record.client = f"{client[0]}:{client[1]}" if client else ""
+        record.key_name = scope.get(KEY_NAME, "")
+        record.slot = scope.get(SLOT)
         self._inflight.add(record)
         try:
             await self._handle(scope, receive, send, record)
@@ -240,6 +243,9 @@ async def _watch_client(
     # half-recycled. Only a stop that decides the outcome cancels.
     if rec.end(Outcome.CLIENT_CLOSED):
         rec.client_closed_at = time.monotonic()
-        # First the upstream socket, from this very step; then the relay.
+        # First the upstream socket and the key's slot, from this very step;
+        # then the relay.
         rec.upstream_handle.close_now()
+        if rec.slot is not None:
+            rec.slot.release()
         relay_scope.cancel()

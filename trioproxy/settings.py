@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from trioproxy.config import MiB, ProxyConfig
+from trioproxy.config import ClientKey, MiB, ProxyConfig
 from trioproxy.guards import DEFAULTS, ServerLimits
 from trioproxy.routing import Upstream
 
@@ -31,6 +31,7 @@ _SCHEMA: dict[str, set[str]] = {
     "stream": {"heartbeat_s", "early_headers"},
     "cors": {"origins"},
     "upstream": {"name", "url", "api_key_env", "models", "fallback", "ca"},
+    "key": {"name", "key_env", "max_concurrent", "per_minute"},
 }
 
 
@@ -96,6 +97,7 @@ def load(
         body_timeout_s=float(over.get("body_timeout", limits.get("body_timeout_s", 60.0))),
         upstream_ca=over.get("upstream_ca"),
         api_keys=frozenset(api_keys),
+        client_keys=_client_keys(data.get("key", []), env),
         admin_key=admin_key,
         cors_origins=tuple(over.get("cors_origin") or data.get("cors", {}).get("origins", [])),
         heartbeat_s=float(over.get("heartbeat", stream.get("heartbeat_s", 0.0))),
@@ -150,6 +152,23 @@ def _env(env: dict[str, str], name: str, key: str) -> str:
     if not value:
         raise SettingsError(f"{key}: environment variable {name} is not set")
     return value
+
+
+def _client_keys(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[ClientKey, ...]:
+    keys = []
+    for i, table in enumerate(tables):
+        name = str(table.get("name", ""))
+        if not name or "key_env" not in table:
+            raise SettingsError(f"[[key]] number {i + 1}: name and key_env are required")
+        key = _env(env, str(table["key_env"]), f"key {name!r} key_env")
+        limits = {k: table.get(k) for k in ("max_concurrent", "per_minute")}
+        for what, value in limits.items():
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SettingsError(f"key {name!r}: {what} must be a positive integer")
+        keys.append(ClientKey(name, key, limits["max_concurrent"], limits["per_minute"]))
+    if len({k.name for k in keys}) != len(keys):
+        raise SettingsError("two [[key]] tables have the same name")
+    return tuple(keys)
 
 
 def _upstream(name: str, url: str, key: str | None, *rest: tuple[str, ...]) -> Upstream:
