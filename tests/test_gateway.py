@@ -541,5 +541,8 @@ async def test_requests_per_minute_per_key(nursery: trio.Nursery) -> None:
             answers = [
                 await client.post("/v1/chat/completions", json=CHAT, headers=auth) for _ in range(3)
             ]
+            text = (await client.get("/metrics")).text
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+    assert "sk-bob" not in text
+    assert 'trioproxy_key_limited_total{key="bob"} 1.0' in text.splitlines()

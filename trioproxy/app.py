@@ -86,7 +86,7 @@ def build_app(config: ProxyConfig, pool: UpstreamPool) -> ASGIApp:
     control = _control_app(inflight, metrics, config.admin_key)
     relay: ASGIApp = Relay(config, pool, inflight, metrics)
     if keys := config.keys():
-        relay = with_keys(relay, keys)
+        relay = with_keys(relay, keys, metrics)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):

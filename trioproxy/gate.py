@@ -10,6 +10,7 @@ from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.config import ClientKey
 from trioproxy.errors import send_json_error
 from trioproxy.keys import KeyLimiter, Slot
+from trioproxy.metrics import Metrics
 from trioproxy.record import access_log
 
 __all__ = ["KEY_NAME", "SLOT", "bearer_ok", "with_cors", "with_keys"]
@@ -51,7 +52,7 @@ SLOT = "trioproxy.slot"
 """The scope entry holding the request's :class:`Slot`, for the relay to free on a stop."""
 
 
-def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...]) -> ASGIApp:
+def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], metrics: Metrics) -> ASGIApp:
     encoded = tuple((k.key.encode(), k) for k in keys)
     limiter = KeyLimiter()
 
@@ -66,6 +67,7 @@ def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...]) -> ASGIApp:
             access_log.info(
                 "%s %s 429 outcome=limited key=%s", scope["method"], scope["path"], key.name
             )
+            metrics.limited.labels(key.name).inc()
             return await send_json_error(
                 send,
                 429,

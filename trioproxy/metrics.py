@@ -73,6 +73,12 @@ class Metrics:
             ["phase"],
             registry=r,
         )
+        self.limited = Counter(
+            "trioproxy_key_limited",
+            "Requests refused (429) by a client key's limit, by the key's name",
+            ["key"],
+            registry=r,
+        )
         self.open_streams = Gauge("trioproxy_open_requests", "Requests in flight now", registry=r)
         self.upstream_inflight = Gauge(
             "trioproxy_upstream_inflight_requests",
