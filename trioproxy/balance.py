@@ -13,6 +13,7 @@ import logging
 from collections.abc import Sequence
 
 import trio
+from prometheus_client import Gauge
 
 from trioproxy.routing import Upstream
 
@@ -22,8 +23,11 @@ log = logging.getLogger("trioproxy.balance")
 
 
 class Balancer:
-    def __init__(self, cooldown_s: float) -> None:
+    """Counts each upstream's requests in flight (also for the metrics' gauge)."""
+
+    def __init__(self, cooldown_s: float, gauge: Gauge) -> None:
         self._cooldown_s = cooldown_s
+        self._gauge = gauge
         self.inflight: dict[str, int] = {}
         self._down_until: dict[str, float] = {}
 
@@ -41,9 +45,11 @@ class Balancer:
 
     def started(self, upstream: Upstream) -> None:
         self.inflight[upstream.name] = self.inflight.get(upstream.name, 0) + 1
+        self._gauge.labels(upstream.name).inc()
 
     def finished(self, upstream: Upstream) -> None:
         self.inflight[upstream.name] -= 1
+        self._gauge.labels(upstream.name).dec()
 
     def unreachable(self, upstream: Upstream, reason: str) -> None:
         if self._down_until.get(upstream.name, 0.0) <= trio.current_time():

@@ -28,7 +28,6 @@ from trioproxy.balance import Balancer
 from trioproxy.errors import send_json
 from trioproxy.headers import Headers, request_headers, response_headers
 from trioproxy.heartbeat import Heartbeat
-from trioproxy.metrics import Metrics
 from trioproxy.record import Outcome, Phase, RequestRecord
 from trioproxy.routing import Router, Upstream
 from trioproxy.sse import EventCounter
@@ -67,11 +66,9 @@ class Forwarder:
         router: Router,
         deadlines: Deadlines,
         strip_credentials: bool,
-        metrics: Metrics,
         balancer: Balancer,
     ) -> None:
         self._pool = pool
-        self._inflight = metrics.upstream_inflight
         self._balancer = balancer
         self._router = router
         self._deadlines = deadlines
@@ -94,8 +91,6 @@ class Forwarder:
             last = upstream is chain[-1]
             rec.upstream = upstream.name
             rec.phase = Phase.CONNECT
-            inflight = self._inflight.labels(upstream.name)
-            inflight.inc()
             self._balancer.started(upstream)
             try:
                 async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
@@ -109,6 +104,8 @@ class Forwarder:
                     self._balancer.unreachable(upstream, str(exc))
                     if not last:
                         continue  # not reached, nothing sent: try the next one
+                # Before the client has headers, or after: mid-answer errors
+                # raised by the relay's loop end up here too.
                 if early:
                     await fail_early(send, rec, exc)
                 elif rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
@@ -117,7 +114,6 @@ class Forwarder:
                     await fail_before_headers(send, rec, exc)
                 return
             finally:  # a stop frees its upstream at once: the counts stay true
-                inflight.dec()
                 self._balancer.finished(upstream)
 
     def _open(
@@ -185,8 +181,6 @@ class Forwarder:
                     # The last byte went out: whatever the client does now
                     # (read to the length and close, as curl does), the answer is whole.
                     rec.end(Outcome.COMPLETED)
-        except UpstreamError as exc:
-            return await fail_mid_stream(send, rec, exc, event_stream=counter is not None)
         finally:  # a stop, a timeout or an error: what usage came is still the record's
             usage.close()
             rec.usage = usage.usage

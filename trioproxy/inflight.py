@@ -48,6 +48,5 @@ class Inflight:
             return False
         if rec.end(Outcome.CANCELLED_BY_ADMIN, 503):
             rec.client_closed_at = time.monotonic()  # the stop, for the propagation metric
-        rec.upstream_handle.close_now()
-        rec.cancel_scope.cancel()
+        rec.stop()
         return True

@@ -101,6 +101,15 @@ class RequestRecord:
         self.cancel_scope: trio.CancelScope | None = None
         """Cancels the request's nursery: both sides close (the admin's cancel)."""
 
+    def stop(self) -> None:
+        """A stop (the client's, or the admin's): close the upstream socket and free
+        the key's slot from this very step, then cancel the request's race."""
+        self.upstream_handle.close_now()
+        if self.slot is not None:
+            self.slot.release()
+        if self.cancel_scope is not None:
+            self.cancel_scope.cancel()
+
     def end(self, outcome: Outcome, status: int | None = None) -> bool:
         """Set the outcome unless one was set first; True if this call set it."""
         if self.outcome is not None:

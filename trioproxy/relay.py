@@ -70,8 +70,8 @@ class Relay:
         )
         strip = bool(config.keys())
         self._metrics = metrics or Metrics()
-        balancer = Balancer(config.cooldown_s)
-        self._forwarder = Forwarder(pool, self._router, deadlines, strip, self._metrics, balancer)
+        balancer = Balancer(config.cooldown_s, self._metrics.upstream_inflight)
+        self._forwarder = Forwarder(pool, self._router, deadlines, strip, balancer)
         self._inflight = inflight or Inflight(self._metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -156,7 +156,7 @@ class Relay:
             return
         async with trio.open_nursery() as nursery:
             rec.cancel_scope = nursery.cancel_scope
-            nursery.start_soon(_watch_client, receive, nursery.cancel_scope, rec)
+            nursery.start_soon(_watch_client, receive, rec)
             method = scope["method"].encode("ascii")
             exchange = Exchange(method, tail, scope["query_string"], scope["headers"], body)
             if merged:  # in the same race: a stop ends the upstreams' model lookups too
@@ -231,9 +231,7 @@ def gone_already(receive: Receive) -> bool:
     return bool(message["type"] == "http.disconnect")
 
 
-async def _watch_client(
-    receive: Receive, relay_scope: trio.CancelScope, rec: RequestRecord
-) -> None:
+async def _watch_client(receive: Receive, rec: RequestRecord) -> None:
     """Wait for the client to leave, then stop the relay (and with it the upstream)."""
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -243,9 +241,4 @@ async def _watch_client(
     # half-recycled. Only a stop that decides the outcome cancels.
     if rec.end(Outcome.CLIENT_CLOSED):
         rec.client_closed_at = time.monotonic()
-        # First the upstream socket and the key's slot, from this very step;
-        # then the relay.
-        rec.upstream_handle.close_now()
-        if rec.slot is not None:
-            rec.slot.release()
-        relay_scope.cancel()
+        rec.stop()

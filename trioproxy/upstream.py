@@ -26,6 +26,7 @@ SSE ``error`` event of type ``upstream_timeout``) and ``unreached`` (nothing
 reached the upstream: a fallback may be tried).
 """
 
+import functools
 import select
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -78,17 +79,26 @@ class _Connection:
         self.closed = False
         """Closed by us (a stop may close it from another task): never pooled again."""
 
-    def still_open(self) -> bool:
-        """Not expired, and nothing to read: a readable idle socket is one the upstream closed."""
-        if self.closed or trio.current_time() > self.idle_until:
-            return False
+    @property
+    def _socket(self) -> trio.socket.SocketType:
         stream = self.stream
         while isinstance(stream, trio.SSLStream):
             stream = stream.transport_stream
         assert isinstance(stream, trio.SocketStream)
+        return stream.socket
+
+    def still_open(self) -> bool:
+        """Not expired, and nothing to read: a readable idle socket is one the upstream closed."""
+        if self.closed or trio.current_time() > self.idle_until:
+            return False
         poller = select.poll()  # select() cannot take a descriptor past 1023
-        poller.register(stream.socket.fileno(), select.POLLIN)
+        poller.register(self._socket.fileno(), select.POLLIN)
         return not poller.poll(0)
+
+    def close_now(self) -> None:
+        """Close the socket from any task, without waiting: a task blocked on it wakes."""
+        self.closed = True
+        self._socket.close()
 
     async def close(self) -> None:
         self.closed = True
@@ -102,7 +112,6 @@ class UpstreamResponse:
         "_conn",
         "_scope",
         "_slack_s",
-        "_whole",
         "headers",
         "idle_s",
         "receiving",
@@ -114,7 +123,6 @@ class UpstreamResponse:
     ) -> None:
         self._conn = conn
         self._scope = scope
-        self._whole = False
         self.status: int = event.status_code
         self.headers: list[tuple[bytes, bytes]] = list(event.headers)
         """Names in lower case, as h11 gives them."""
@@ -140,7 +148,6 @@ class UpstreamResponse:
             if event is h11.NEED_DATA:
                 await self._receive()
             elif type(event) is h11.EndOfMessage:
-                self._whole = True
                 return None
             else:
                 raise UpstreamError(f"upstream closed mid-answer ({event!r})")
@@ -216,22 +223,21 @@ class UpstreamPool:
         self, origin: Origin, exchange: "_Exchange", scope: trio.CancelScope
     ) -> UpstreamResponse:
         conn = self._take_idle(origin)
-        if conn is not None:
+        reused = conn is not None
+        while True:
+            if conn is None:
+                conn = await self._open(origin)
             try:
                 return await exchange.run(conn, scope)
-            except _Stale:
-                pass  # closed by the upstream as it was reused: once more, on a new one
+            except _Stale as exc:
+                if not reused:
+                    message = f"upstream closed the connection without answering: {exc}"
+                    raise UpstreamError(message) from exc
+                # closed by the upstream as it was reused: once more, on a new one
             finally:
                 if not exchange.answered:
                     await conn.close()
-        conn = await self._open(origin)
-        try:
-            return await exchange.run(conn, scope)
-        except _Stale as exc:
-            raise UpstreamError(f"upstream closed the connection without answering: {exc}") from exc
-        finally:
-            if not exchange.answered:
-                await conn.close()
+            conn, reused = None, False
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -239,7 +245,7 @@ class UpstreamPool:
             conn = idle.pop()
             if conn.still_open():
                 return conn
-            _close_now(conn)
+            conn.close_now()
         return None
 
     async def _open(self, origin: Origin) -> _Connection:
@@ -266,8 +272,9 @@ class UpstreamPool:
     async def _release(self, origin: Origin, response: UpstreamResponse) -> None:
         conn = response._conn
         h = conn.h11
-        reusable = h.our_state is h11.DONE and h.their_state is h11.DONE and not conn.closed
-        if response._whole and reusable:
+        # Both sides DONE: the answer was read to its end (h11 says so only
+        # after handing out EndOfMessage).
+        if h.our_state is h11.DONE and h.their_state is h11.DONE and not conn.closed:
             h.start_next_cycle()
             conn.idle_until = trio.current_time() + self._keepalive_expiry_s
             self._idle.setdefault(origin, []).append(conn)
@@ -345,20 +352,11 @@ class UpstreamHandle:
 
     def close_now(self) -> None:
         if self.conn is not None:
-            _close_now(self.conn)
+            self.conn.close_now()
 
 
 class _Stale(Exception):
     """A reused connection failed before any byte of its response came."""
-
-
-def _close_now(conn: _Connection) -> None:
-    conn.closed = True
-    stream = conn.stream
-    while isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    assert isinstance(stream, trio.SocketStream)
-    stream.socket.close()
 
 
 async def _read_head(conn: _Connection, scope: trio.CancelScope, idle_s: float) -> UpstreamResponse:
@@ -385,13 +383,17 @@ async def _read_head(conn: _Connection, scope: trio.CancelScope, idle_s: float) 
         # else an informational (1xx) response: the real one follows
 
 
+@functools.cache
+def _host_header(origin: Origin) -> tuple[bytes, bytes]:
+    scheme, host, port = origin
+    default = 443 if scheme == "https" else 80
+    return (b"host", (host if port == default else f"{host}:{port}").encode("ascii"))
+
+
 def _framed(
     origin: Origin, headers: list[tuple[bytes, bytes]], method: bytes, body: bytes
 ) -> list[tuple[bytes, bytes]]:
-    scheme, host, port = origin
-    default = 443 if scheme == "https" else 80
-    authority = host if port == default else f"{host}:{port}"
-    framed = [(b"host", authority.encode("ascii")), *headers]
+    framed = [_host_header(origin), *headers]
     if body or method in (b"POST", b"PUT", b"PATCH"):
         framed.append((b"content-length", b"%d" % len(body)))
     return framed
