@@ -386,3 +386,52 @@ async def test_an_answer_before_the_body_was_read_says_connection_close(
         client.close()
     head = client.received.split(b"\r\n\r\n")[0].lower()
     assert client.status == 401 and b"\r\nconnection: close" in head and client.eof
+
+
+async def _never_reading(proxy: Proxied, sim_id: str) -> trio.socket.SocketType:
+    """A streaming request from a client that then reads nothing, once the upstream stalls."""
+    sock = trio.socket.socket()
+    sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+    await sock.connect((proxy.host, proxy.port))
+    body = chat_body(True)
+    await sock.send(
+        request_bytes("POST", "/v1/chat/completions", body, ENDLESS | {"x-sim-id": sim_id})
+    )
+    await proxy.sim.wait_started(sim_id)
+    sent = -1
+    # Nothing signals a stall: this test-side wait polls, bounded by the caller.
+    while sent != (sent := proxy.sim.fate(sim_id).bytes_sent):  # noqa: ASYNC110
+        await trio.sleep(0.3)
+    return sock
+
+
+async def test_a_client_that_never_reads_is_cut_off_and_its_upstream_closed(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    proxy = await proxied(nursery, {"limits": ServerLimits(send_stall_s=0.5)})
+    with trio.fail_after(20):
+        sock = await _never_reading(proxy, "deaf")
+        line = await access_log.wait_for_line("outcome=")
+        fate = await proxy.sim.wait_ended("deaf")
+    sock.close()
+    assert " 499 outcome=client_closed phase=streaming" in line, line
+    assert fate.outcome == "disconnected"
+
+
+async def test_an_admin_cancel_ends_a_request_whose_client_never_reads(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    """Before: the write to that client waited under a shield, for ever."""
+    proxy = await proxied(nursery, admin_key="adm")
+    with trio.fail_after(20):
+        sock = await _never_reading(proxy, "deaf")
+        async with httpx.AsyncClient(base_url=proxy.origin) as admin:
+            auth = {"authorization": "Bearer adm"}
+            (listed,) = (await admin.get("/admin/requests", headers=auth)).json()["requests"]
+            cancelled = await admin.delete(f"/admin/requests/{listed['id']}", headers=auth)
+        line = await access_log.wait_for_line("outcome=")
+        fate = await proxy.sim.wait_ended("deaf")
+    sock.close()
+    assert cancelled.status_code == 200
+    assert " 503 outcome=cancelled_by_admin" in line, line
+    assert fate.outcome == "disconnected"

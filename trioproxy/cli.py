@@ -88,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         help="stream resets per second that close an HTTP/2 connection (default 200)",
     )
     add(
+        "--send-stall",
+        type=float,
+        metavar="S",
+        help="cut off a client that takes no byte of an answer for this long (default 60)",
+    )
+    add(
         "--api-key",
         action="append",
         metavar="KEY",
@@ -229,6 +235,7 @@ _SERVE_OPTIONS = (
     "keep_alive_timeout",
     "h2_stream_buffer_kib",
     "h2_max_resets",
+    "send_stall",
     "api_key",
     "admin_key",
     "cors_origin",

@@ -26,7 +26,13 @@ _SCHEMA: dict[str, set[str]] = {
         "keep_alive_s",
     },
     "timeouts": {"connect_s", "headers_s", "idle_s", "cooldown_s"},
-    "limits": {"max_body_mib", "body_timeout_s", "h2_stream_buffer_kib", "h2_max_resets_per_s"},
+    "limits": {
+        "max_body_mib",
+        "body_timeout_s",
+        "h2_stream_buffer_kib",
+        "h2_max_resets_per_s",
+        "send_stall_s",
+    },
     "auth": {"api_keys", "api_keys_env", "admin_key_env"},
     "stream": {"heartbeat_s", "early_headers"},
     "cors": {"origins"},
@@ -119,6 +125,7 @@ def load(
             h2_max_resets_per_s=int(
                 over.get("h2_max_resets", limits.get("h2_max_resets_per_s", 200))
             ),
+            send_stall_s=float(over.get("send_stall", limits.get("send_stall_s", 60.0))),
         ),
         proxy=proxy,
     )

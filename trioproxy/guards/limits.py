@@ -15,6 +15,9 @@ class ServerLimits:
     h2_max_resets_per_s: int = 200
     """Stream resets one HTTP/2 connection may send in a second before it is
     closed with GOAWAY(ENHANCE_YOUR_CALM)."""
+    send_stall_s: float = 60.0
+    """A client that takes no byte of an answer for this long is cut off (its
+    request ends as a client's stop, its upstream closed)."""
 
 
 DEFAULTS = ServerLimits()
