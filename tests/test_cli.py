@@ -46,12 +46,14 @@ class Running:
 @asynccontextmanager
 async def run_cli(*args: str) -> AsyncIterator[Running]:
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
-    process = await trio.lowlevel.open_process([*CLI, *args], stderr=subprocess.PIPE, env=env)
+    process = await trio.lowlevel.open_process(
+        [*CLI, *args], stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
     try:
         yield Running(process)
     finally:
         if process.returncode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)  # with its workers, if any
         with trio.CancelScope(shield=True):
             await process.wait()
 

@@ -5,7 +5,7 @@ never sees ``http.disconnect``, Quart's ``RESPONSE_TIMEOUT`` (60 s by default)
 silently cuts long streams, and a generator body that holds an upstream
 response is cleaned up by the garbage collector if Quart is cancelled before
 it enters it. Quart keeps the routes where none of that matters: health,
-admin (behind the admin key) and metrics.
+the admin (behind the admin key; its event stream is raw ASGI too) and metrics.
 """
 
 from typing import Any
@@ -15,10 +15,12 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from trioproxy import __version__
+from trioproxy.admin import Admin
 from trioproxy.asgi import ASGIApp, Receive, Scope, Send
+from trioproxy.cluster import Cluster
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import error_body
-from trioproxy.gate import bearer_ok, with_cors, with_keys
+from trioproxy.gate import with_cors, with_keys
 from trioproxy.inflight import Inflight
 from trioproxy.metrics import Metrics
 from trioproxy.relay import Relay
@@ -27,24 +29,30 @@ from trioproxy.upstream import UpstreamPool
 __all__ = ["build_app"]
 
 
-def _control_app(inflight: Inflight, metrics: Metrics, admin_key: str | None) -> QuartTrio:
+def _control_app(admin: Admin, metrics: Metrics) -> QuartTrio:
     app = QuartTrio("trioproxy")
-    admin_keys = frozenset({admin_key.encode()}) if admin_key else frozenset()
 
     def admin_denied() -> Any:
-        if admin_keys and bearer_ok(request.scope, admin_keys):  # type: ignore[arg-type]
+        if admin.allowed(request.scope):  # type: ignore[arg-type]
             return None
         return _json_error(401, "admin key missing or wrong", "invalid_api_key")
 
+    @app.get("/admin/")
+    async def admin_page() -> Any:
+        if not admin.enabled:
+            return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+        # The page holds no data: it asks for the key and sends it on every call.
+        return Response(admin.page(), content_type="text/html; charset=utf-8")
+
     @app.get("/admin/requests")
     async def list_requests() -> Any:
-        return admin_denied() or jsonify({"requests": inflight.listing()})
+        return admin_denied() or jsonify(await admin.cluster.listing())
 
     @app.delete("/admin/requests/<request_id>")
     async def cancel_request(request_id: str) -> Any:
         if denied := admin_denied():
             return denied
-        if not inflight.cancel(request_id):
+        if not await admin.cluster.cancel(request_id):
             return _json_error(404, f"no request {request_id} in flight", "not_found")
         return jsonify({"id": request_id, "outcome": "cancelled_by_admin"})
 
@@ -79,19 +87,26 @@ def _json_error(status: int, message: str, code: str) -> Any:
     )
 
 
-def build_app(config: ProxyConfig, pool: UpstreamPool) -> ASGIApp:
+def build_app(
+    config: ProxyConfig, pool: UpstreamPool, run_dir: str | None = None
+) -> tuple[ASGIApp, Cluster]:
+    """The app, and the cluster that answers the other workers (``run_dir``: see cluster)."""
     configured = {m for u in config.router().upstreams for m in u.models}
     metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
     inflight = Inflight(metrics)
-    control = _control_app(inflight, metrics, config.admin_key)
-    relay: ASGIApp = Relay(config, pool, inflight, metrics)
+    cluster = Cluster(inflight, run_dir)
+    admin = Admin(cluster, metrics, config.admin_key)
+    control = _control_app(admin, metrics)
+    relay: ASGIApp = Relay(config, pool, inflight, metrics, run_dir)
     if keys := config.keys():
-        relay = with_keys(relay, keys, metrics)
+        relay = with_keys(relay, keys, metrics, run_dir)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             await relay(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/admin/events":
+            await admin.events(scope, receive, send)
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    return with_cors(app, config.cors_origins) if config.cors_origins else app
+    return (with_cors(app, config.cors_origins) if config.cors_origins else app), cluster

@@ -10,6 +10,7 @@ from functools import partial
 
 import trio
 
+from trioproxy.cluster import RUN_DIR
 from trioproxy.server import hypercorn_config, serve_app, serve_proxy
 from trioproxy.settings import ServerSettings, SettingsError, load
 from trioproxy.sim import SimParams, SimUpstream
@@ -99,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="a key clients must send as Authorization: Bearer (repeatable)",
     )
-    add("--admin-key", metavar="KEY", help="enables /admin/requests for this key")
+    add(
+        "--admin-key",
+        metavar="KEY",
+        help="enables the admin (the /admin/ page, /admin/requests) for this key",
+    )
     add(
         "--cors-origin",
         action="append",
@@ -286,7 +291,13 @@ async def _serve(settings: ServerSettings) -> None:
                 bound,
             )
         async with trio.open_nursery() as proxy_nursery:
-            serve = partial(serve_proxy, proxy, config, shutdown_trigger=stop.wait)
+            serve = partial(
+                serve_proxy,
+                proxy,
+                config,
+                shutdown_trigger=stop.wait,
+                run_dir=os.environ.get(RUN_DIR),
+            )
             await proxy_nursery.start(serve)
             for upstream in proxy.router().upstreams:
                 log.info(

@@ -6,14 +6,19 @@ constant time, against every configured key (no early exit), and never logged.
 
 import hmac
 
+import trio
+
 from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.config import ClientKey
 from trioproxy.errors import send_json_error
-from trioproxy.keys import KeyLimiter, Slot
+from trioproxy.keys import BUSY_S, KeyLimiter, Slot
 from trioproxy.metrics import Metrics
 from trioproxy.record import access_log
 
 __all__ = ["KEY_NAME", "SLOT", "bearer_ok", "with_cors", "with_keys"]
+
+_RECHECK_S = 0.05
+"""A key at its concurrency limit is checked once more this much later, before 429."""
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -52,9 +57,11 @@ SLOT = "trioproxy.slot"
 """The scope entry holding the request's :class:`Slot`, for the relay to free on a stop."""
 
 
-def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], metrics: Metrics) -> ASGIApp:
+def with_keys(
+    app: ASGIApp, keys: tuple[ClientKey, ...], metrics: Metrics, run_dir: str | None = None
+) -> ASGIApp:
     encoded = tuple((k.key.encode(), k) for k in keys)
-    limiter = KeyLimiter()
+    limiter = KeyLimiter(keys, run_dir)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         key = _matching(scope, encoded)
@@ -63,6 +70,11 @@ def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], metrics: Metrics) -> AS
                 send, 401, "missing or wrong API key", "invalid_request_error", "invalid_api_key"
             )
         slot = limiter.acquire(key)
+        if slot == BUSY_S:
+            # The stop that frees the slot may be on its way in another worker,
+            # which reads it a moment after this one read the new request.
+            await trio.sleep(_RECHECK_S)
+            slot = limiter.acquire(key)
         if not isinstance(slot, Slot):
             access_log.info(
                 "%s %s 429 outcome=limited key=%s", scope["method"], scope["path"], key.name

@@ -1,12 +1,23 @@
-"""Prometheus metrics, in a registry of the app's own (no process-wide state)."""
+"""Prometheus metrics, in a registry of the app's own (no process-wide state).
 
+With ``--workers N`` the parent names a directory in ``PROMETHEUS_MULTIPROC_DIR``
+before it starts the workers, so ``prometheus_client`` keeps every value in a
+file per worker there, and any worker's ``/metrics`` sums them all: a scrape
+counts the whole server whichever worker answers, and counters never go back
+when a worker is replaced (its files stay; the parent removes only its gauges).
+"""
+
+import os
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from trioproxy.record import Outcome, RequestRecord
 
-__all__ = ["Metrics"]
+__all__ = ["MULTIPROC_DIR", "Metrics"]
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 _ROUTES = frozenset(
     {
@@ -53,6 +64,7 @@ class Metrics:
     def __init__(self, models: frozenset[str] = frozenset()) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._shared_dir = os.environ.get(MULTIPROC_DIR)
         self._model = _ModelLabels(models)
         self.requests = Counter(
             "trioproxy_requests",
@@ -79,12 +91,19 @@ class Metrics:
             ["key"],
             registry=r,
         )
-        self.open_streams = Gauge("trioproxy_open_requests", "Requests in flight now", registry=r)
+        self.open_streams = Gauge(
+            "trioproxy_open_requests",
+            "Requests in flight now",
+            registry=r,
+            # Several workers' gauges add up to the server's; a dead one's drop out.
+            multiprocess_mode="livesum",
+        )
         self.upstream_inflight = Gauge(
             "trioproxy_upstream_inflight_requests",
             "Requests in flight now, by the upstream serving them",
             ["upstream"],
             registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_headers = Histogram(
             "trioproxy_upstream_headers_seconds",
@@ -127,8 +146,27 @@ class Metrics:
             if value:
                 self.tokens.labels(upstream, model, kind).inc(value)
 
+    def _server_registry(self) -> CollectorRegistry:
+        """This process's registry, or with several workers one that reads them all."""
+        if not self._shared_dir:
+            return self.registry
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, self._shared_dir)  # type: ignore[no-untyped-call]
+        return registry
+
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._server_registry())
+
+    def stop_propagation_buckets(self) -> list[tuple[float, float]]:
+        """The stop-propagation histogram, whole server: (upper bound, cumulative count)."""
+        name = "trioproxy_stop_propagation_seconds_bucket"
+        counts: dict[float, float] = {}
+        for metric in self._server_registry().collect():
+            for sample in metric.samples:
+                if sample.name == name:
+                    le = float(sample.labels["le"])
+                    counts[le] = counts.get(le, 0.0) + sample.value
+        return sorted(counts.items())
 
 
 _PROMPT = ("prompt_tokens", "input_tokens")

@@ -61,6 +61,7 @@ class Relay:
         pool: UpstreamPool,
         inflight: Inflight | None = None,
         metrics: Metrics | None = None,
+        run_dir: str | None = None,
     ) -> None:
         self._config = config
         self._body_timeout_s = config.body_timeout_s
@@ -70,7 +71,8 @@ class Relay:
         )
         strip = bool(config.keys())
         self._metrics = metrics or Metrics()
-        balancer = Balancer(config.cooldown_s, self._metrics.upstream_inflight)
+        gauge = self._metrics.upstream_inflight
+        balancer = Balancer(config.cooldown_s, gauge, self._router.upstreams, run_dir)
         self._forwarder = Forwarder(pool, self._router, deadlines, strip, balancer)
         self._inflight = inflight or Inflight(self._metrics)
 

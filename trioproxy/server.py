@@ -68,12 +68,17 @@ async def serve_proxy(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    run_dir: str | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve until the trigger; ``run_dir`` joins the other workers of one server."""
     pool = open_upstream_pool(proxy)
     try:
-        app = build_app(proxy, pool)
-        await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+        app, cluster = build_app(proxy, pool, run_dir)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cluster.serve)
+            await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+            nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await pool.aclose()
