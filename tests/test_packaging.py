@@ -26,7 +26,13 @@ async def test_wheel_and_sdist_build_and_the_wheel_runs_the_demo(tmp_path: pathl
         await trio.to_thread.run_sync(lambda: venv.create(fresh, with_pip=True))
         await run(fresh / "bin" / "python", "-m", "pip", "install", "--quiet", wheel)
         demo = await run(fresh / "bin" / "trioproxy", "demo")
+        page = await run(
+            fresh / "bin" / "python",
+            "-c",
+            "from trioproxy.admin import Admin; print(len(Admin.page()))",
+        )
     assert sdist.stat().st_size > 10_000
+    assert int(page) > 1000, page  # the admin page ships in the wheel
     assert "streaming            RST   closed" in demo, demo
 
 

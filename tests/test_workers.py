@@ -13,6 +13,7 @@ import pathlib
 import re
 import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,9 @@ class Server:
             return {int(pid) for pid in f.read().split()}
 
 
-@pytest.fixture
-async def server(nursery: trio.Nursery, tmp_path: pathlib.Path) -> AsyncIterator[Server]:
+@asynccontextmanager
+async def two_workers(nursery: trio.Nursery, tmp_path: pathlib.Path) -> AsyncIterator[Server]:
+    """``trioproxy serve --workers 2`` with an admin key, two replicas and two client keys."""
     sim = SimUpstream()
     config = tmp_path / "trioproxy.toml"
     config.write_text(CONFIG.format(sim=await start_sim(nursery, sim)))
@@ -78,15 +80,19 @@ async def server(nursery: trio.Nursery, tmp_path: pathlib.Path) -> AsyncIterator
                 await proxy.wait_for(b"Running on", count=2)
             yield Server(proxy, port, sim)
             proxy.process.send_signal(signal.SIGTERM)
-            with trio.move_on_after(10):
-                log = await proxy.drain()
-            print("OUTPUT", proxy.output.decode())
             with trio.fail_after(30):
+                log = await proxy.drain()
                 assert await proxy.process.wait() == 0
             assert b"Traceback" not in log, log.decode()
     finally:
         for name in KEYS:
             os.environ.pop(name, None)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, tmp_path: pathlib.Path) -> AsyncIterator[Server]:
+    async with two_workers(nursery, tmp_path) as running:
+        yield running
 
 
 class Conn:

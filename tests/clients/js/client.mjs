@@ -174,6 +174,40 @@ async function browserH2Sibling() {
   });
 }
 
+// The proxy's own admin page, as an operator uses it: sign in through the URL
+// fragment, see every stream in flight (from every worker), press Cancel on each.
+async function adminPageCancel() {
+  const browser = await chromium.launch({
+    executablePath: cfg.chromium ?? '/usr/bin/chromium', args: CHROMIUM_ARGS,
+  });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${cfg.base}/admin/#key=${encodeURIComponent(cfg.adminKey)}`);
+    await page.waitForFunction((n) => document.querySelectorAll('#inflight tr').length >= n, cfg.count);
+    const shown = await page.$$eval('#inflight tr', (rows) => rows.map((r) => ({
+      id: r.dataset.id, cells: [...r.cells].map((c) => c.textContent),
+    })));
+    const workers = await page.textContent('#workers');
+    const keyInUrl = page.url().includes(cfg.adminKey);
+    emit({ stopped_at: now() });
+    for (const row of shown) {
+      await page.click(`#inflight tr[data-id="${row.id}"] button`);
+    }
+    await page.waitForFunction(() => document.querySelectorAll('#inflight tr').length === 0);
+    // The next snapshots: the ended requests, and the stop-propagation chart.
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('#recent tr').length >= n && document.querySelectorAll('#chart rect').length > 0,
+      shown.length,
+    );
+    const recent = await page.$$eval('#recent tr', (rows) => rows.map((r) => r.cells[2].textContent));
+    const bars = await page.$$eval('#chart rect', (rects) => rects.map((r) => r.querySelector('title').textContent));
+    const totals = await page.textContent('#totals');
+    emit({ shown, workers, keyInUrl, recent, bars, totals });
+  } finally {
+    await browser.close();
+  }
+}
+
 const SCENARIOS = {
   'openai-whole': () => openaiStream({}),
   'openai-abort': () => openaiStream({ stopBy: 'abort' }),
@@ -185,6 +219,7 @@ const SCENARIOS = {
   'browser-eventsource-whole': () => browserEventSource({ stop: false }),
   'browser-eventsource-close': () => browserEventSource({ stop: true }),
   'browser-h2-sibling': () => browserH2Sibling(),
+  'admin-page-cancel': () => adminPageCancel(),
 };
 
 await SCENARIOS[scenario]();
