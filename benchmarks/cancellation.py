@@ -28,7 +28,7 @@ async def measure(peer: Peer, config: RunConfig) -> Report:
 
 
 async def main(args: argparse.Namespace) -> None:
-    config = RunConfig(repeats=args.repeats, storms=(100, 1000), storm_bound_ms=50.0)
+    config = RunConfig(repeats=args.repeats, storms=(200, 1000), storm_bound_ms=50.0)
     out: dict[str, object] = {
         "machine": {
             "cores": os.cpu_count(),

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from benchmarks.peers import PEERS
+
 ROOT = pathlib.Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOCS = ROOT / "docs"
@@ -99,6 +101,62 @@ def cancellation_section(data: dict[str, Any]) -> list[str]:
     )
     lines += ["![cancellation](charts/cancellation.png)", ""]
     return lines
+
+
+_PHASES = ("upload", "waiting_headers", "waiting_first_byte", "streaming", "non_streaming")
+
+
+def _grade_cell(scenarios: list[dict[str, Any]]) -> str:
+    """One cell for several scenarios (a phase's FIN and RST): the worst of them."""
+    if not scenarios:
+        return "-"
+    if all(s["skipped"] for s in scenarios):
+        return "n/a"
+    never = sum(s["never_closed"] for s in scenarios)
+    if never or any(s["failures"] for s in scenarios):
+        kinds = [s["name"].rsplit(" ", 1)[-1] for s in scenarios if s["never_closed"]]
+        return "✗ never" + (f" ({', '.join(kinds)})" if kinds and len(scenarios) > 1 else "")
+    p99s = [s["p99_ms"] for s in scenarios if s["p99_ms"] is not None]
+    if not p99s:
+        return "✓ not opened" if all(s["passed"] for s in scenarios) else "✗"
+    mark = "✓" if all(s["passed"] for s in scenarios) else "✗"
+    return f"{mark} {max(p99s):.1f}"
+
+
+def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
+    """docs/conformance.md's grade table: one row per peer and settings."""
+    lines = [
+        "| proxy, settings | version | upload | waiting headers | waiting first byte "
+        "| streaming | non-streaming | h2 reset | storm 200 | storm 1000 | whole answers "
+        "| grade | what fixes it |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, peer in data.get("peers", {}).items():
+        by_name = {s["name"]: s for s in peer["scenarios"]}
+
+        def pick(prefix: str, by: dict[str, Any] = by_name) -> list[dict[str, Any]]:
+            return [s for n, s in by.items() if n.startswith(prefix)]
+
+        cells = [_grade_cell(pick(f"{phase} ")) for phase in _PHASES]
+        cells += [_grade_cell(pick("streaming h2-reset"))]
+        cells += [_grade_cell(pick(f"storm {n} ")) for n in (200, 1000)]
+        integrity = pick("integrity")
+        cells += ["✓" if integrity and integrity[0]["passed"] else "✗"]
+        grade = "**pass**" if peer["passed"] else "fail"
+        row = [name, str(peer.get("version", "?")), *cells, grade, fixes.get(name, "")]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def write_grades(data: dict[str, Any], fixes: dict[str, str]) -> None:
+    """Replace the table between the markers in docs/conformance.md."""
+    doc = DOCS / "conformance.md"
+    text = doc.read_text()
+    start, end = "<!-- grades -->", "<!-- /grades -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    table = "\n".join(grades_section(data, fixes))
+    doc.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def overhead_section(data: dict[str, Any]) -> list[str]:
@@ -236,6 +294,8 @@ def main() -> None:
     if notes.exists():
         lines += [notes.read_text()]
     (DOCS / "benchmarks.md").write_text("\n".join(lines) + "\n")
+    if cancellation:
+        write_grades(cancellation, {p.name: p.fix for p in PEERS if p.fix})
 
 
 if __name__ == "__main__":

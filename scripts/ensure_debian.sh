@@ -13,4 +13,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 apt-get update -qq
+# Servers installed only to be measured (haproxy, caddy) must not start as
+# system services on port 80: policy-rc.d answers "not now" while installing.
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=true
+fi
+trap 'if $own_policy; then rm -f "$policy"; fi' EXIT
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -100,3 +100,22 @@ async def test_a_disconnect_already_queued_is_seen_without_blocking() -> None:
         await sender.send({"type": "http.disconnect"})
         assert gone_already(receiver.receive)
         assert not gone_already(receiver.receive)
+
+
+def test_the_html_report_needs_no_network_and_escapes_names() -> None:
+    from tests.clients.test_report_page import a_report
+    from trioproxy.conformance_html import render_html
+
+    page = render_html(a_report())
+    assert "a proxy &lt;under test&gt;" in page and "<under test>" not in page
+    for fetches in ("src=", "href=", "@import", "url(", "<script"):
+        assert fetches not in page
+
+
+def test_the_json_report_names_its_format_and_version() -> None:
+    from tests.clients.test_report_page import a_report
+
+    report = a_report().as_json()
+    assert (report["format"], report["format_version"]) == ("trioproxy-conformance", 1)
+    assert report["passed"] is False
+    assert report["config"]["bound_ms"] == 5.0  # type: ignore[index]

@@ -177,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
         "never closed (default %(default)s)",
     )
     conf.add_argument("--json", metavar="PATH", help="write the results here too")
+    conf.add_argument(
+        "--html", metavar="PATH", help="write a self-contained page with grades and latencies"
+    )
     return parser
 
 

@@ -66,7 +66,7 @@ async def run_conformance(
     for size in config.storms:
         results.append(await _storm(sim, target, size, config))
     results.append(await _integrity(sim, target, config))
-    return Report(proxy, results)
+    return Report(proxy, results, config)
 
 
 async def _h2_reset(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:

@@ -13,6 +13,7 @@ from trioproxy.conformance import (
     with_sim,
     write_json,
 )
+from trioproxy.conformance_html import render_html
 from trioproxy.sim import SimUpstream
 
 __all__ = ["run"]
@@ -49,6 +50,8 @@ async def run(args: argparse.Namespace) -> int:
     print(report.table())
     if args.json:
         write_json(report, args.json)
+    if args.html:
+        await trio.Path(args.html).write_text(render_html(report))
     print("PASS" if report.passed else "FAIL")
     return 0 if report.passed else 1
 

@@ -5,7 +5,12 @@ from dataclasses import asdict, dataclass, field
 
 from trioproxy.scenarios import StopResult
 
-__all__ = ["Report", "RunConfig", "ScenarioResult", "write_json"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Report", "RunConfig", "ScenarioResult", "write_json"]
+
+FORMAT = "trioproxy-conformance"
+FORMAT_VERSION = 1
+"""Raised when a field changes meaning or goes away; new fields may come without it
+(docs/conformance.md describes the format)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,7 @@ class ScenarioResult:
 class Report:
     proxy: str
     results: list[ScenarioResult]
+    config: RunConfig = field(default_factory=RunConfig)
 
     @property
     def passed(self) -> bool:
@@ -98,8 +104,11 @@ class Report:
 
     def as_json(self) -> dict[str, object]:
         return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
             "proxy": self.proxy,
             "passed": self.passed,
+            "config": asdict(self.config),
             "scenarios": [r.as_json() for r in self.results],
         }
 

@@ -16,6 +16,17 @@ from benchmarks.peers.litellm_proxy import VERSION as LITELLM_VERSION
 __all__ = ["PEERS", "Peer"]
 
 _PY = sys.executable
+_DEBIAN = {
+    "nginx": "nginx-light",
+    "haproxy": "haproxy",
+    "caddy": "caddy",
+    "apache": "apache2-bin",
+}
+"""Peers from Debian's packages, by the package whose version the results record."""
+
+
+def _peer_script(name: str, *variant: str) -> str:
+    return " ".join([_PY, "-m", f"benchmarks.peers.{name}", "{upstream}", "{port}", *variant])
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +37,22 @@ class Peer:
     note: str
     only: tuple[str, ...] = ()
     """The benchmarks that measure this peer; empty: all of them."""
+    fix: str = ""
+    """For a peer that fails the conformance run: the setting that fixed it when
+    tried (docs/conformance.md), or that none was found."""
 
     def measured_by(self, benchmark: str) -> bool:
         return not self.only or benchmark in self.only
 
     def version(self) -> str:
-        if self.package == "nginx":
-            found = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
-            return found.stderr.strip().rpartition("/")[2] if found.returncode == 0 else "?"
+        if self.package in _DEBIAN:
+            found = subprocess.run(
+                ["dpkg-query", "-W", "-f", "${Version}", _DEBIAN[self.package]],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            return found.stdout.strip() if found.returncode == 0 and found.stdout else "?"
         if self.package == "litellm":
             return LITELLM_VERSION if (LITELLM_VENV / "bin" / "litellm").exists() else "?"
         try:
@@ -74,6 +93,8 @@ PEERS = (
         f"{_PY} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}}",
         "starlette",
         "hand-written StreamingResponse proxy on uvicorn",
+        fix="no setting: the code must watch for the disconnect while it waits "
+        "(a race, as trioproxy's relay)",
     ),
     Peer(
         "starlette fast",
@@ -89,6 +110,59 @@ PEERS = (
         "proxy_buffering off: the floor",
     ),
     Peer(
+        "nginx default",
+        _peer_script("nginx_proxy", "default"),
+        "nginx",
+        "a bare proxy_pass: buffered, HTTP/1.0 upstream",
+        only=("cancellation",),
+    ),
+    Peer(
+        "haproxy",
+        _peer_script("haproxy_proxy"),
+        "haproxy",
+        "HTTP mode, default settings",
+        only=("cancellation",),
+        fix="`option abortonclose` (next row)",
+    ),
+    Peer(
+        "haproxy abortonclose",
+        _peer_script("haproxy_proxy", "abortonclose"),
+        "haproxy",
+        "option abortonclose",
+        only=("cancellation",),
+    ),
+    Peer(
+        "caddy",
+        _peer_script("caddy_proxy"),
+        "caddy",
+        "reverse_proxy, default settings",
+        only=("cancellation",),
+    ),
+    Peer(
+        "caddy flush",
+        _peer_script("caddy_proxy", "flush"),
+        "caddy",
+        "reverse_proxy with flush_interval -1",
+        only=("cancellation",),
+        fix="drop `flush_interval -1`: Caddy flushes event streams by itself (row above)",
+    ),
+    Peer(
+        "apache",
+        _peer_script("apache_proxy"),
+        "apache",
+        "mod_proxy_http ProxyPass, default settings",
+        only=("cancellation",),
+        fix="none found; `flushpackets=on` (next row) does not help",
+    ),
+    Peer(
+        "apache flush",
+        _peer_script("apache_proxy", "flush"),
+        "apache",
+        "ProxyPass with flushpackets=on",
+        only=("cancellation",),
+        fix="none found",
+    ),
+    Peer(
         "litellm",
         f"{_PY} -m benchmarks.peers.litellm_proxy {{upstream}} {{port}}",
         "litellm",
@@ -99,5 +173,6 @@ PEERS = (
         f"{_PY} -m benchmarks.peers.polling_proxy {{upstream}} {{port}}",
         "starlette",
         "checks is_disconnected() every 100 ms",
+        fix="a shorter interval only shortens the wait; watching `http.disconnect` ends it",
     ),
 )

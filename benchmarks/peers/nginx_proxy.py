@@ -1,13 +1,14 @@
 """nginx (Debian's) with ``proxy_buffering off``: the floor every run measures against.
 
 Writes a config for UPSTREAM and PORT into a temporary prefix and runs nginx
-in the foreground. Run: ``python -m benchmarks.peers.nginx_proxy UPSTREAM PORT``.
+in the foreground. Run: ``python -m benchmarks.peers.nginx_proxy UPSTREAM PORT [default]``.
+The settings are those ``docs/deploy.md`` gives; ``default`` grades a bare
+``proxy_pass`` instead (buffered, HTTP/1.0 to the upstream).
 """
 
-import os
 import sys
-import tempfile
-from urllib.parse import urlsplit
+
+from benchmarks.peers._configured import exec_with_config
 
 CONFIG = """
 worker_processes 1;
@@ -24,28 +25,26 @@ http {{
         listen 127.0.0.1:{listen};
         location /v1/ {{
             proxy_pass http://model{path}/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 600s;
+{settings}
         }}
     }}
 }}
 """
 
 
-def main(upstream: str, listen: str) -> None:
-    url = urlsplit(upstream)
-    prefix = tempfile.mkdtemp(prefix="nginx-peer-")
-    config = CONFIG.format(
-        prefix=prefix, host=url.hostname, port=url.port, path=url.path.rstrip("/"), listen=listen
-    )
-    with open(f"{prefix}/nginx.conf", "w") as out:
-        out.write(config)
-    # exec: signals from the benchmark reach nginx itself.
-    os.execvp("nginx", ["nginx", "-p", prefix, "-c", f"{prefix}/nginx.conf", "-e", "stderr"])
+DEPLOY_SETTINGS = """
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 600s;"""
+
+
+def main(upstream: str, listen: str, variant: str = "") -> None:
+    settings = "" if variant == "default" else DEPLOY_SETTINGS
+    argv = ["nginx", "-p", "{prefix}", "-c", "{config}", "-e", "stderr"]
+    exec_with_config("nginx", CONFIG, upstream, listen, settings, argv)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -208,6 +208,28 @@ async function adminPageCancel() {
   }
 }
 
+// A conformance report written with --html, opened as a file with no network.
+async function reportPage() {
+  const browser = await chromium.launch({
+    executablePath: cfg.chromium ?? '/usr/bin/chromium', args: CHROMIUM_ARGS,
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    const requested = [];
+    page.on('request', (request) => requested.push(request.url()));
+    await page.goto(`file://${cfg.file}`);
+    const rows = await page.$$eval('tbody tr', (trs) => trs.map((tr) => ({
+      name: tr.cells[0].firstChild.textContent, grade: tr.querySelector('.grade').textContent,
+      dots: tr.querySelectorAll('circle.dot').length, never: tr.querySelectorAll('circle.never').length,
+    })));
+    const verdict = await page.textContent('.verdict');
+    await page.screenshot({ path: cfg.screenshot, fullPage: true });
+    emit({ rows, verdict, requested });
+  } finally {
+    await browser.close();
+  }
+}
+
 const SCENARIOS = {
   'openai-whole': () => openaiStream({}),
   'openai-abort': () => openaiStream({ stopBy: 'abort' }),
@@ -220,6 +242,7 @@ const SCENARIOS = {
   'browser-eventsource-close': () => browserEventSource({ stop: true }),
   'browser-h2-sibling': () => browserH2Sibling(),
   'admin-page-cancel': () => adminPageCancel(),
+  'report-page': () => reportPage(),
 };
 
 await SCENARIOS[scenario]();

@@ -1,0 +1,39 @@
+"""Apache httpd (Debian's) with ``mod_proxy_http`` in front of the simulated upstream.
+
+Run: ``python -m benchmarks.peers.apache_proxy UPSTREAM PORT [flush]``.
+``flush`` adds ``flushpackets=on`` to the ``ProxyPass``, which streaming
+needs (without it Apache holds small chunks back).
+"""
+
+import sys
+
+from benchmarks.peers._configured import exec_with_config
+
+TEMPLATE = """
+ServerRoot "{prefix}"
+ServerName localhost
+Listen 127.0.0.1:{listen}
+PidFile {prefix}/httpd.pid
+DefaultRuntimeDir {prefix}
+ErrorLog /dev/stderr
+LogLevel warn
+User www-data
+Group www-data
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+ServerLimit 48
+ThreadsPerChild 25
+MaxRequestWorkers 1200
+ProxyTimeout 600
+ProxyPass "/v1/" "http://{host}:{port}{path}/" {settings}
+"""
+
+SETTINGS = {"": "", "flush": "flushpackets=on"}
+
+if __name__ == "__main__":
+    upstream, listen, *variant = sys.argv[1:]
+    settings = SETTINGS[variant[0] if variant else ""]
+    argv = ["apache2", "-f", "{config}", "-DFOREGROUND"]
+    exec_with_config("apache", TEMPLATE, upstream, listen, settings, argv)

@@ -1,0 +1,31 @@
+"""Caddy (Debian's) ``reverse_proxy`` in front of the simulated upstream.
+
+Run: ``python -m benchmarks.peers.caddy_proxy UPSTREAM PORT [flush]``.
+``flush`` adds ``flush_interval -1`` (write every chunk at once), which the
+guides for streaming APIs give.
+"""
+
+import sys
+
+from benchmarks.peers._configured import exec_with_config
+
+TEMPLATE = """
+{{
+    admin off
+    auto_https off
+}}
+http://:{listen} {{
+    bind 127.0.0.1
+    reverse_proxy {host}:{port} {{
+        {settings}
+    }}
+}}
+"""
+
+SETTINGS = {"": "", "flush": "flush_interval -1"}
+
+if __name__ == "__main__":
+    upstream, listen, *variant = sys.argv[1:]
+    settings = SETTINGS[variant[0] if variant else ""]
+    argv = ["caddy", "run", "--adapter", "caddyfile", "--config", "{config}"]
+    exec_with_config("caddy", TEMPLATE, upstream, listen, settings, argv)
