@@ -103,7 +103,15 @@ def cancellation_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-_PHASES = ("upload", "waiting_headers", "waiting_first_byte", "streaming", "non_streaming")
+_PHASES = (
+    "upload",
+    "upload_trickle",
+    "waiting_headers",
+    "waiting_first_byte",
+    "streaming",
+    "streaming_spare_idle",
+    "non_streaming",
+)
 
 
 def _grade_cell(scenarios: list[dict[str, Any]]) -> str:
@@ -126,10 +134,10 @@ def _grade_cell(scenarios: list[dict[str, Any]]) -> str:
 def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
     """docs/conformance.md's grade table: one row per peer and settings."""
     lines = [
-        "| proxy, settings | version | upload | waiting headers | waiting first byte "
-        "| streaming | non-streaming | h2 reset | storm 200 | storm 1000 | whole answers "
-        "| grade | what fixes it |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| proxy, settings | version | upload | slow upload | waiting headers "
+        "| waiting first byte | streaming | streaming, spare idle connection | non-streaming "
+        "| h2 reset | storm 200 | storm 1000 | whole answers | grade | what fixes it |",
+        "|---" * 15 + "|",
     ]
     for name, peer in data.get("peers", {}).items():
         by_name = {s["name"]: s for s in peer["scenarios"]}
@@ -137,7 +145,10 @@ def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
         def pick(prefix: str, by: dict[str, Any] = by_name) -> list[dict[str, Any]]:
             return [s for n, s in by.items() if n.startswith(prefix)]
 
-        cells = [_grade_cell(pick(f"{phase} ")) for phase in _PHASES]
+        def kinds(phase: str, by: dict[str, Any] = by_name) -> list[str]:
+            return [k for k in ("FIN", "RST") if f"{phase} {k}" in by]
+
+        cells = [_grade_cell([by_name[f"{phase} {k}"] for k in kinds(phase)]) for phase in _PHASES]
         cells += [_grade_cell(pick("streaming h2-reset"))]
         cells += [_grade_cell(pick(f"storm {n} ")) for n in (200, 1000)]
         integrity = pick("integrity")

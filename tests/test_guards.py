@@ -20,6 +20,8 @@ from trioproxy.scenarios import SCENARIOS, stop_in_phase
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 
+STREAMING = next(s for s in SCENARIOS if s.name == "streaming")
+
 
 async def test_quart_response_timeout_never_cuts_a_stream(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
@@ -88,7 +90,7 @@ async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
     )
     host, port = proxy.removeprefix("http://").rsplit(":", 1)
     with trio.fail_after(15):
-        result = await stop_in_phase(host, int(port), sim, SCENARIOS[3], StopKind.RST, "tls")
+        result = await stop_in_phase(host, int(port), sim, STREAMING, StopKind.RST, "tls")
     assert sim.fate("tls").http_version == "1.1"
     assert result.upstream == "closed"
 

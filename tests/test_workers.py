@@ -51,8 +51,11 @@ max_concurrent = 1
 name = "bob"
 key_env = "TP_BOB"
 """
-MAX_TRIES = 24
-"""Connections opened at most until both workers have served one."""
+MAX_TRIES = 60
+"""Connections opened at most until both workers have served one. Opened one
+after another, a run of 24 once all went to the same worker: the kernel wakes
+every worker on a connection and the first to run takes it, so they are opened
+in pairs or fours at a time."""
 
 
 @dataclass
@@ -166,8 +169,14 @@ async def open_stream(server: Server, key: str, sim_id: str) -> RawClient:
 async def streams_on_both_workers(server: Server) -> tuple[list[RawClient], list[dict[str, str]]]:
     """Open streams until both workers hold some; the admin's listing of them."""
     clients: list[RawClient] = []
-    for n in range(MAX_TRIES):
+
+    async def one(n: int) -> None:
         clients.append(await open_stream(server, KEYS["TP_BOB"], f"s{n}"))
+
+    for pair in range(0, MAX_TRIES, 2):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(one, pair)
+            nursery.start_soon(one, pair + 1)
         listing = (await admin(server))["requests"]
         if len(clients) >= 4 and {worker_of(r["id"]) for r in listing} == server.workers():
             return clients, listing
@@ -221,24 +230,28 @@ async def scrape(server: Server) -> str:
 
 
 async def test_every_scrape_counts_the_whole_server(server: Server) -> None:
+    bob = KEYS["TP_BOB"]
     with trio.fail_after(60):
-        served_by: set[int] = set()
         usage = {"prompt": 0, "completion": 0}
-        done = 0
+
+        async def one() -> None:
+            conn = await Conn.open(server.port)
+            body = chat_body(False)
+            status, answer = await conn.request("POST", "/v1/chat/completions", bob, body)
+            await conn.aclose()
+            assert status == 200, answer
+            for kind in usage:
+                usage[kind] += json.loads(answer)["usage"][f"{kind}_tokens"]
+
+        done, served_by = 0, set[int]()
         while served_by != server.workers() or done < 6:
             assert done < MAX_TRIES, "the kernel gave every connection to one worker"
-            conn = await Conn.open(server.port)
-            status, body = await conn.request(
-                "POST", "/v1/chat/completions", KEYS["TP_BOB"], chat_body(False)
-            )
-            assert status == 200, body
-            usage["prompt"] += json.loads(body)["usage"]["prompt_tokens"]
-            usage["completion"] += json.loads(body)["usage"]["completion_tokens"]
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(one)
+            done += 4
             recent = (await admin(server))["recent"]
-            (mine,) = [r for r in recent if r["client"].endswith(f":{conn.local_port}")]
-            served_by.add(worker_of(mine["id"]))
-            await conn.aclose()
-            done += 1
+            served_by = {worker_of(r["id"]) for r in recent if r["path"] == "/v1/chat/completions"}
         for _ in range(6):  # whichever worker answers
             metrics = await scrape(server)
             assert completed(metrics) == done
@@ -254,6 +267,25 @@ async def test_every_scrape_counts_the_whole_server(server: Server) -> None:
             assert completed(await scrape(server)) == done
 
 
+async def a_connection_on_another_worker(server: Server, worker: int) -> Conn:
+    """Open connections four at a time until one is served by a worker other than ``worker``."""
+    for _ in range(0, MAX_TRIES, 4):
+        conns = [await Conn.open(server.port) for _ in range(4)]
+        async with trio.open_nursery() as nursery:
+            for conn in conns:
+                nursery.start_soon(conn.request, "GET", "/v1/models", KEYS["TP_BOB"])
+        recent = (await admin(server))["recent"]
+        worker_by_port = {int(r["client"].rsplit(":", 1)[1]): worker_of(r["id"]) for r in recent}
+        found = [c for c in conns if worker_by_port[c.local_port] != worker]
+        keep = found[0] if found else None
+        for conn in conns:
+            if conn is not keep:
+                await conn.aclose()
+        if keep is not None:
+            return keep
+    raise AssertionError(f"the kernel gave {MAX_TRIES} connections to one worker")
+
+
 async def test_a_keys_limit_holds_across_workers_and_a_stop_frees_it_at_once(
     server: Server,
 ) -> None:
@@ -262,17 +294,7 @@ async def test_a_keys_limit_holds_across_workers_and_a_stop_frees_it_at_once(
         stream = await open_stream(server, alice, "alice-1")
         (held,) = (await admin(server))["requests"]
         # A connection that the other worker serves, found with bob's key.
-        for _ in range(MAX_TRIES):
-            other = await Conn.open(server.port)
-            status, _ = await other.request("GET", "/v1/models", KEYS["TP_BOB"])
-            assert status == 200
-            recent = (await admin(server))["recent"]
-            (mine,) = [r for r in recent if r["client"].endswith(f":{other.local_port}")]
-            if worker_of(mine["id"]) != worker_of(held["id"]):
-                break
-            await other.aclose()
-        else:
-            raise AssertionError(f"the kernel gave {MAX_TRIES} connections to one worker")
+        other = await a_connection_on_another_worker(server, worker_of(held["id"]))
         # alice's one slot is taken in the first worker: the second refuses her.
         status, body = await other.request("POST", "/v1/chat/completions", alice, chat_body(False))
         assert status == 429, body

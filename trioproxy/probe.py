@@ -83,6 +83,19 @@ class RawClient:
         while self.received.count(marker) < count and await self.read_more():
             pass
 
+    async def read_response(self) -> None:
+        """Read one whole response (by Content-Length, or chunked) and leave the
+        connection open, as a client's keep-alive pool does."""
+        await self.read_until(b"\r\n\r\n")
+        head, _, _ = self.received.partition(b"\r\n\r\n")
+        lower = head.lower()
+        if b"transfer-encoding: chunked" in lower:
+            await self.read_until(b"\r\n0\r\n\r\n")
+            return
+        length = int(lower.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        while len(self.received) < len(head) + 4 + length and await self.read_more():
+            pass
+
     async def read_all(self) -> bytes:
         while await self.read_more():
             pass

@@ -18,12 +18,16 @@ __all__ = ["SCENARIOS", "Reached", "Scenario", "StopResult", "stop_in_phase"]
 
 _LONG = "600"  # seconds: far longer than any test, so only a stop ends the request
 _HELD_BACK_S = 0.2  # how long a proxy may sit on what the upstream sent before the stop
+_TRICKLE_BYTES = 10  # a slow upload: this many body bytes, one at a time, then the stop
+_TRICKLE_GAP_S = 0.03
+_STREAMING = (("x-sim-tokens", "1000000"), ("x-sim-interval", "0.005"))
 
 
 class Reached(enum.Enum):
     """How the client knows the request is in the phase to stop it in."""
 
     BODY_HALF_SENT = enum.auto()
+    BODY_TRICKLED = enum.auto()
     UPSTREAM_STARTED = enum.auto()
     RESPONSE_HEAD = enum.auto()
     EVENTS = enum.auto()
@@ -35,6 +39,9 @@ class Scenario:
     stream: bool
     sim_headers: tuple[tuple[str, str], ...]
     reached: Reached
+    spare_idle: bool = False
+    """Another connection of the same client stays open and idle meanwhile: a
+    Node-style keep-alive pool, whose abort destroys only the busy socket."""
 
 
 SCENARIOS = (
@@ -43,12 +50,9 @@ SCENARIOS = (
     Scenario(
         "waiting_first_byte", True, (("x-sim-first-token-delay", _LONG),), Reached.RESPONSE_HEAD
     ),
-    Scenario(
-        "streaming",
-        True,
-        (("x-sim-tokens", "1000000"), ("x-sim-interval", "0.005")),
-        Reached.EVENTS,
-    ),
+    Scenario("upload_trickle", True, (), Reached.BODY_TRICKLED),
+    Scenario("streaming", True, _STREAMING, Reached.EVENTS),
+    Scenario("streaming_spare_idle", True, _STREAMING, Reached.EVENTS, spare_idle=True),
     Scenario(
         "non_streaming", False, (("x-sim-first-token-delay", _LONG),), Reached.UPSTREAM_STARTED
     ),
@@ -79,10 +83,16 @@ async def stop_in_phase(
     headers = {"content-type": "application/json", "x-sim-id": sim_id, **dict(scenario.sim_headers)}
     body = chat_body(scenario.stream, model=sim_model(headers))
     raw = request_bytes("POST", path, body, headers)
+    spare = await _spare_connection(host, port) if scenario.spare_idle else None
     client = await RawClient.connect(host, port)
     try:
         with trio.fail_after(wait_s):
-            if scenario.reached is Reached.BODY_HALF_SENT:
+            if scenario.reached is Reached.BODY_TRICKLED:
+                await client.send(raw[: len(raw) - len(body)])
+                for byte in body[:_TRICKLE_BYTES]:
+                    await client.send(bytes([byte]))
+                    await trio.sleep(_TRICKLE_GAP_S)
+            elif scenario.reached is Reached.BODY_HALF_SENT:
                 await client.send(raw[: len(raw) - len(body) // 2])
                 # Nothing outside the proxy shows it is reading the body: give
                 # it a moment to take what was sent.
@@ -98,12 +108,23 @@ async def stop_in_phase(
                 await fate.ended.wait()
     finally:
         client.close()
+        if spare is not None:
+            spare.close()
     if not fate.started.is_set():
         return StopResult(scenario.name, kind, "never opened", None, 0)
     if not fate.ended.is_set() or fate.ended_at is None or fate.outcome != "disconnected":
         return StopResult(scenario.name, kind, "still running", None, fate.tokens_sent)
     ms = (fate.ended_at - stopped_at) * 1000
     return StopResult(scenario.name, kind, "closed", ms, fate.tokens_sent)
+
+
+async def _spare_connection(host: str, port: int) -> RawClient:
+    """A connection that served one request and now idles in the client's pool."""
+    spare = await RawClient.connect(host, port)
+    with trio.fail_after(5):
+        await spare.send(request_bytes("GET", "/v1/models", b"", {}))
+        await spare.read_response()
+    return spare
 
 
 async def _wait_for(reached: Reached, client: RawClient, sim: SimUpstream, sim_id: str) -> None:

@@ -167,6 +167,7 @@ PEERS = (
         f"{_PY} -m benchmarks.peers.litellm_proxy {{upstream}} {{port}}",
         "litellm",
         "LiteLLM proxy, in its own venv",
+        fix="no setting tried here; LiteLLM does not watch the client while it waits",
     ),
     Peer(
         "polling-100ms",
