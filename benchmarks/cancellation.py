@@ -13,7 +13,14 @@ import platform
 import trio
 
 from benchmarks.peers import PEERS, Peer
-from trioproxy.conformance import Report, RunConfig, run_conformance, running_proxy, with_sim
+from trioproxy.conformance import (
+    Report,
+    RunConfig,
+    Target,
+    run_conformance,
+    running_proxy,
+    with_sim,
+)
 from trioproxy.sim import SimUpstream
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -21,8 +28,10 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 
 async def measure(peer: Peer, config: RunConfig) -> Report:
     async def body(sim: SimUpstream, upstream: str) -> Report:
-        async with running_proxy(peer.command, upstream) as target:
-            return await run_conformance(sim, target, config, peer.name)
+        tls: list[Target] = []
+        command = peer.tls_command or peer.command
+        async with running_proxy(command, upstream, tls=tls) as target:
+            return await run_conformance(sim, target, config, peer.name, *tls)
 
     return await with_sim(body)
 

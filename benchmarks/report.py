@@ -136,8 +136,9 @@ def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
     lines = [
         "| proxy, settings | version | upload | slow upload | waiting headers "
         "| waiting first byte | streaming | streaming, spare idle connection | non-streaming "
-        "| h2 reset | storm 200 | storm 1000 | whole answers | grade | what fixes it |",
-        "|---" * 15 + "|",
+        "| h2c reset | h2 reset over TLS | storm 200 | storm 1000 | whole answers | grade "
+        "| what fixes it |",
+        "|---" * 16 + "|",
     ]
     for name, peer in data.get("peers", {}).items():
         by_name = {s["name"]: s for s in peer["scenarios"]}
@@ -149,7 +150,9 @@ def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
             return [k for k in ("FIN", "RST") if f"{phase} {k}" in by]
 
         cells = [_grade_cell([by_name[f"{phase} {k}"] for k in kinds(phase)]) for phase in _PHASES]
-        cells += [_grade_cell(pick("streaming h2-reset"))]
+        cells += [_grade_cell([by_name[n]]) if (n := "streaming h2-reset") in by_name else "-"]
+        tls = "streaming h2-reset TLS"
+        cells += [_grade_cell([by_name[tls]]) if tls in by_name else "-"]
         cells += [_grade_cell(pick(f"storm {n} ")) for n in (200, 1000)]
         integrity = pick("integrity")
         cells += ["✓" if integrity and integrity[0]["passed"] else "✗"]

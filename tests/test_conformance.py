@@ -24,25 +24,32 @@ CONFORMANCE = [
 
 
 async def run(proxy_cmd: str, out: pathlib.Path) -> tuple[int, str, dict[str, object]]:
+    page = out.with_suffix(".html")
     with trio.fail_after(240):
         done = await trio.run_process(
-            [*CONFORMANCE, "--proxy-cmd", proxy_cmd, "--json", str(out)],
+            [*CONFORMANCE, "--proxy-cmd", proxy_cmd, "--json", str(out), "--html", str(page)],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
         )
+    html = await trio.Path(page).read_text()
+    assert html.startswith("<!doctype html>") and "Cancellation conformance" in html
     return done.returncode, done.stdout.decode(), json.loads(await trio.Path(out).read_text())
 
 
 async def test_trioproxy_passes(tmp_path: pathlib.Path) -> None:
+    """Also over TLS: a second trioproxy with a certificate the run makes, h2 by ALPN."""
     code, table, report = await run(
-        f"{sys.executable} -m trioproxy serve --upstream {{upstream}} --port {{port}}",
+        f"{sys.executable} -m benchmarks.peers.trioproxy_tls {{upstream}} {{port}} "
+        "--tls {tls_port} {certfile} {keyfile} {certkey}",
         tmp_path / "r.json",
     )
     assert code == 0, table
     scenarios = {s["name"]: s for s in report["scenarios"]}  # type: ignore[attr-defined]
     assert scenarios["waiting_headers RST"]["never_closed"] == 0
     assert scenarios["streaming h2-reset"]["skipped"] == ""  # trioproxy speaks h2c
+    tls = scenarios["streaming h2-reset TLS"]
+    assert tls["skipped"] == "" and len(tls["samples_ms"]) == 2 and tls["passed"]
     assert scenarios["storm 20 streams"]["passed"] is True
     assert table.rstrip().endswith("PASS")
 
@@ -60,6 +67,8 @@ async def test_a_proxy_that_never_cancels_fails(tmp_path: pathlib.Path) -> None:
         "non_streaming FIN",
         "non_streaming RST",
     } <= failed
+    skipped = {s["name"]: s["skipped"] for s in report["scenarios"]}  # type: ignore[attr-defined]
+    assert skipped["streaming h2-reset TLS"] == "no TLS listener"
     assert table.rstrip().endswith("FAIL")
 
 

@@ -11,6 +11,7 @@ whole and in order.
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -43,8 +44,13 @@ _GIVE_UP = 3
 
 
 async def run_conformance(
-    sim: SimUpstream, target: Target, config: RunConfig, proxy: str = ""
+    sim: SimUpstream,
+    target: Target,
+    config: RunConfig,
+    proxy: str = "",
+    tls_target: Target | None = None,
 ) -> Report:
+    """``tls_target``: where the proxy also listens with TLS, for the reset over TLS."""
     results = []
     for scenario in SCENARIOS:
         for kind in StopKind:
@@ -63,23 +69,33 @@ async def run_conformance(
                     break  # failed already; each more try costs wait_s
             results.append(result)
     results.append(await _h2_reset(sim, target, config))
+    if tls_target is None:
+        skipped = ScenarioResult("streaming h2-reset TLS", skipped="no TLS listener")
+        results.append(skipped)
+    else:
+        results.append(await _h2_reset(sim, tls_target, config, tls=True))
     for size in config.storms:
         results.append(await _storm(sim, target, size, config))
     results.append(await _integrity(sim, target, config))
     return Report(proxy, results, config)
 
 
-async def _h2_reset(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:
-    """Reset one HTTP/2 stream mid-stream while a sibling on the connection streams on."""
-    result = ScenarioResult("streaming h2-reset", bound_ms=config.bound_ms)
+async def _h2_reset(
+    sim: SimUpstream, target: Target, config: RunConfig, *, tls: bool = False
+) -> ScenarioResult:
+    """Reset one HTTP/2 stream mid-stream while a sibling on the connection streams on
+    (over TLS with ALPN h2, as Chromium does it, when ``tls``)."""
+    result = ScenarioResult("streaming h2-reset" + " TLS" * tls, bound_ms=config.bound_ms)
+    context = _any_certificate() if tls else None
     for i in range(config.repeats):
-        name = f"h2-{i}"
+        name = f"h2{'s' * tls}-{i}"
         try:
             with trio.fail_after(config.wait_s * 2):
-                stopped_at, sibling_whole = await _h2_reset_once(sim, target, name)
-        except (ConnectionError, OSError) as exc:
-            if i == 0:  # a proxy that does not speak h2c closes at the preface
-                result.skipped = f"no h2c ({type(exc).__name__})"
+                stopped_at, sibling_whole = await _h2_reset_once(sim, target, name, context)
+        except (ConnectionError, OSError, AssertionError) as exc:
+            if i == 0:  # a proxy that does not speak h2 closes at the preface, or
+                # does not offer it by ALPN
+                result.skipped = f"no {'h2' if tls else 'h2c'} ({type(exc).__name__})"
             else:
                 result.failures.append(f"{name}: {exc!r}")
             break
@@ -92,7 +108,18 @@ async def _h2_reset(sim: SimUpstream, target: Target, config: RunConfig) -> Scen
     return result
 
 
-async def _h2_reset_once(sim: SimUpstream, target: Target, name: str) -> tuple[float, bool]:
+def _any_certificate() -> ssl.SSLContext:
+    """The proxy's certificate is the run's own self-signed one: not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+async def _h2_reset_once(
+    sim: SimUpstream, target: Target, name: str, context: ssl.SSLContext | None = None
+) -> tuple[float, bool]:
     """Returns when the reset was sent, and whether the sibling arrived whole."""
     doomed_sim = {
         "x-sim-id": f"{name}-doomed",
@@ -100,7 +127,7 @@ async def _h2_reset_once(sim: SimUpstream, target: Target, name: str) -> tuple[f
         "x-sim-interval": "0.005",
     }
     sibling_sim = {"x-sim-id": f"{name}-sibling", "x-sim-tokens": "50", "x-sim-interval": "0.002"}
-    client = await H2Client.connect(*target)
+    client = await H2Client.connect(*target, ssl_context=context)
     try:
         doomed = await client.request(
             "/v1/chat/completions", doomed_sim, chat_body(True, model=sim_model(doomed_sim))

@@ -30,8 +30,10 @@ async def run(args: argparse.Namespace) -> int:
 
     async def body(sim: SimUpstream, upstream: str) -> Report:
         if args.proxy_cmd:
-            async with running_proxy(args.proxy_cmd, upstream) as target:
-                return await run_conformance(sim, target, config, args.proxy_cmd)
+            tls: list[Target] = []
+            async with running_proxy(args.proxy_cmd, upstream, tls=tls) as target:
+                proxy = args.proxy_cmd
+                return await run_conformance(sim, target, config, proxy, *tls)
         target = _parse(args.proxy_url)
         print(
             f"simulated upstream: {upstream}\nwaiting for the proxy at {args.proxy_url} ...",

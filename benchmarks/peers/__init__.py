@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from benchmarks.peers._configured import TLS_ARGS
 from benchmarks.peers.litellm_proxy import VENV as LITELLM_VENV
 from benchmarks.peers.litellm_proxy import VERSION as LITELLM_VERSION
 
@@ -37,6 +38,9 @@ class Peer:
     note: str
     only: tuple[str, ...] = ()
     """The benchmarks that measure this peer; empty: all of them."""
+    tls_command: str = ""
+    """The command for the conformance run when the peer can also listen with TLS
+    and HTTP/2 (``{tls_port}`` and the certificate's files filled in)."""
     fix: str = ""
     """For a peer that fails the conformance run: the setting that fixed it when
     tried (docs/conformance.md), or that none was found."""
@@ -73,6 +77,7 @@ PEERS = (
         f"{_PY} -m trioproxy serve --upstream {{upstream}} --port {{port}}",
         "trioproxy",
         "nursery race, no polling",
+        tls_command=_peer_script("trioproxy_tls", TLS_ARGS),
     ),
     Peer(
         "trioproxy x2",
@@ -108,6 +113,7 @@ PEERS = (
         f"{_PY} -m benchmarks.peers.nginx_proxy {{upstream}} {{port}}",
         "nginx",
         "proxy_buffering off: the floor",
+        tls_command=_peer_script("nginx_proxy", "deploy", TLS_ARGS),
     ),
     Peer(
         "nginx default",
@@ -115,6 +121,7 @@ PEERS = (
         "nginx",
         "a bare proxy_pass: buffered, HTTP/1.0 upstream",
         only=("cancellation",),
+        tls_command=_peer_script("nginx_proxy", "default", TLS_ARGS),
     ),
     Peer(
         "haproxy",
@@ -123,6 +130,7 @@ PEERS = (
         "HTTP mode, default settings",
         only=("cancellation",),
         fix="`option abortonclose` (next row)",
+        tls_command=_peer_script("haproxy_proxy", "", TLS_ARGS),
     ),
     Peer(
         "haproxy abortonclose",
@@ -130,6 +138,7 @@ PEERS = (
         "haproxy",
         "option abortonclose",
         only=("cancellation",),
+        tls_command=_peer_script("haproxy_proxy", "abortonclose", TLS_ARGS),
     ),
     Peer(
         "caddy",
@@ -137,6 +146,7 @@ PEERS = (
         "caddy",
         "reverse_proxy, default settings",
         only=("cancellation",),
+        tls_command=_peer_script("caddy_proxy", "", TLS_ARGS),
     ),
     Peer(
         "caddy flush",
@@ -145,6 +155,7 @@ PEERS = (
         "reverse_proxy with flush_interval -1",
         only=("cancellation",),
         fix="drop `flush_interval -1`: Caddy flushes event streams by itself (row above)",
+        tls_command=_peer_script("caddy_proxy", "flush", TLS_ARGS),
     ),
     Peer(
         "apache",
@@ -153,6 +164,7 @@ PEERS = (
         "mod_proxy_http ProxyPass, default settings",
         only=("cancellation",),
         fix="none found; `flushpackets=on` (next row) does not help",
+        tls_command=_peer_script("apache_proxy", "", TLS_ARGS),
     ),
     Peer(
         "apache flush",
@@ -161,6 +173,7 @@ PEERS = (
         "ProxyPass with flushpackets=on",
         only=("cancellation",),
         fix="none found",
+        tls_command=_peer_script("apache_proxy", "flush", TLS_ARGS),
     ),
     Peer(
         "litellm",

@@ -7,7 +7,7 @@ needs (without it Apache holds small chunks back).
 
 import sys
 
-from benchmarks.peers._configured import exec_with_config
+from benchmarks.peers._configured import exec_with_config, peer_args
 
 TEMPLATE = """
 ServerRoot "{prefix}"
@@ -28,12 +28,28 @@ ThreadsPerChild 25
 MaxRequestWorkers 1200
 ProxyTimeout 600
 ProxyPass "/v1/" "http://{host}:{port}{path}/" {settings}
+{tls}
+"""
+
+TLS = """
+LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
+LoadModule http2_module /usr/lib/apache2/modules/mod_http2.so
+Listen 127.0.0.1:{tls_port}
+<VirtualHost 127.0.0.1:{tls_port}>
+    SSLEngine on
+    SSLCertificateFile {certfile}
+    SSLCertificateKeyFile {keyfile}
+    Protocols h2 http/1.1
+    ProxyPass "/v1/" "http://{host}:{port}{path}/" {settings}
+</VirtualHost>
 """
 
 SETTINGS = {"": "", "flush": "flushpackets=on"}
 
 if __name__ == "__main__":
-    upstream, listen, *variant = sys.argv[1:]
-    settings = SETTINGS[variant[0] if variant else ""]
+    upstream, listen, variant, tls = peer_args(sys.argv[1:])
+    settings = SETTINGS[variant]
     argv = ["apache2", "-f", "{config}", "-DFOREGROUND"]
-    exec_with_config("apache", TEMPLATE, upstream, listen, settings, argv)
+    exec_with_config(
+        "apache", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
+    )

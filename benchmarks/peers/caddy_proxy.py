@@ -7,7 +7,7 @@ guides for streaming APIs give.
 
 import sys
 
-from benchmarks.peers._configured import exec_with_config
+from benchmarks.peers._configured import exec_with_config, peer_args
 
 TEMPLATE = """
 {{
@@ -20,12 +20,25 @@ http://:{listen} {{
         {settings}
     }}
 }}
+{tls}
+"""
+
+TLS = """
+https://:{tls_port} {{
+    bind 127.0.0.1
+    tls {certfile} {keyfile}
+    reverse_proxy {host}:{port} {{
+        {settings}
+    }}
+}}
 """
 
 SETTINGS = {"": "", "flush": "flush_interval -1"}
 
 if __name__ == "__main__":
-    upstream, listen, *variant = sys.argv[1:]
-    settings = SETTINGS[variant[0] if variant else ""]
+    upstream, listen, variant, tls = peer_args(sys.argv[1:])
+    settings = SETTINGS[variant]
     argv = ["caddy", "run", "--adapter", "caddyfile", "--config", "{config}"]
-    exec_with_config("caddy", TEMPLATE, upstream, listen, settings, argv)
+    exec_with_config(
+        "caddy", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
+    )

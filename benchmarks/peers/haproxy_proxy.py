@@ -8,7 +8,7 @@ thinks may be minutes); ``option abortonclose`` closes it at once.
 
 import sys
 
-from benchmarks.peers._configured import exec_with_config
+from benchmarks.peers._configured import exec_with_config, peer_args
 
 TEMPLATE = """
 global
@@ -23,15 +23,23 @@ defaults
 frontend proxy
     bind 127.0.0.1:{listen}
     default_backend model
+{tls}
 backend model
     server model {host}:{port}
+"""
+
+TLS = """
+frontend proxy_tls
+    bind 127.0.0.1:{tls_port} ssl crt {certkey} alpn h2,http/1.1
+    default_backend model
 """
 
 SETTINGS = {"": "", "abortonclose": "option abortonclose"}
 
 if __name__ == "__main__":
-    upstream, listen, *variant = sys.argv[1:]
-    settings = SETTINGS[variant[0] if variant else ""]
+    upstream, listen, variant, tls = peer_args(sys.argv[1:])
+    settings = SETTINGS[variant]
+    argv = ["haproxy", "-db", "-f", "{config}"]
     exec_with_config(
-        "haproxy", TEMPLATE, upstream, listen, settings, ["haproxy", "-db", "-f", "{config}"]
+        "haproxy", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
     )

@@ -8,7 +8,7 @@ The settings are those ``docs/deploy.md`` gives; ``default`` grades a bare
 
 import sys
 
-from benchmarks.peers._configured import exec_with_config
+from benchmarks.peers._configured import exec_with_config, peer_args
 
 CONFIG = """
 worker_processes 1;
@@ -28,7 +28,20 @@ http {{
 {settings}
         }}
     }}
+{tls}
 }}
+"""
+
+TLS = """
+    server {{
+        listen 127.0.0.1:{tls_port} ssl http2;
+        ssl_certificate {certfile};
+        ssl_certificate_key {keyfile};
+        location /v1/ {{
+            proxy_pass http://model{path}/;
+{settings}
+        }}
+    }}
 """
 
 
@@ -40,11 +53,13 @@ DEPLOY_SETTINGS = """
             proxy_read_timeout 600s;"""
 
 
-def main(upstream: str, listen: str, variant: str = "") -> None:
+def main(argv: list[str]) -> None:
+    upstream, listen, variant, tls = peer_args(argv)
     settings = "" if variant == "default" else DEPLOY_SETTINGS
-    argv = ["nginx", "-p", "{prefix}", "-c", "{config}", "-e", "stderr"]
-    exec_with_config("nginx", CONFIG, upstream, listen, settings, argv)
+    command = ["nginx", "-p", "{prefix}", "-c", "{config}", "-e", "stderr"]
+    block = (TLS, tls) if tls else None
+    exec_with_config("nginx", CONFIG, upstream, listen, settings, command, block)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(sys.argv[1:])
