@@ -62,8 +62,12 @@ async def main(args: argparse.Namespace) -> None:
         report = await measure(peer, config)
         print(report.table(), flush=True)
         out["peers"][peer.name] = report.as_json() | {"version": peer.version()}  # type: ignore[index]
+    path = RESULTS / "cancellation.json"
+    if args.peer and path.exists():  # some peers measured again: the others' results stay
+        merged = json.loads(path.read_text()).get("peers", {}) | out["peers"]
+        out["peers"] = {p.name: merged[p.name] for p in PEERS if p.name in merged}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cancellation.json").write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

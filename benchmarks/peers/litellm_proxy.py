@@ -1,8 +1,10 @@
 """LiteLLM proxy, pinned at 1.100.5 in its own virtual environment (its pins clash with ours).
 
 Every model name passes through to the upstream as an OpenAI-compatible
-model. Run: ``python -m benchmarks.peers.litellm_proxy UPSTREAM PORT``; the
-environment is made by ``benchmarks/install_peers.sh``.
+model. Run: ``python -m benchmarks.peers.litellm_proxy UPSTREAM PORT [cancel]``; the
+environment is made by ``benchmarks/install_peers.sh``. ``cancel`` sets
+``general_settings.cancel_on_disconnect``, LiteLLM's opt-in to cancel a
+non-streaming upstream call when its client leaves.
 """
 
 import os
@@ -24,12 +26,17 @@ litellm_settings:
   drop_params: true
   num_retries: 0
   request_timeout: 600
+{general}
+"""
+
+CANCEL = """general_settings:
+  cancel_on_disconnect: true
 """
 
 
-def main(upstream: str, port: str) -> None:
+def main(upstream: str, port: str, variant: str = "") -> None:
     path = pathlib.Path(tempfile.mkdtemp(prefix="litellm-peer-")) / "config.yaml"
-    path.write_text(CONFIG.format(upstream=upstream))
+    path.write_text(CONFIG.format(upstream=upstream, general=CANCEL if variant == "cancel" else ""))
     binary = str(VENV / "bin" / "litellm")
     env = os.environ | {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
     os.execve(
@@ -50,4 +57,4 @@ def main(upstream: str, port: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])
