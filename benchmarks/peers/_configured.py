@@ -7,10 +7,11 @@ foreground, so the benchmark's signals reach it directly.
 """
 
 import os
+import sys
 import tempfile
 from urllib.parse import urlsplit
 
-__all__ = ["TLS_ARGS", "exec_with_config", "peer_args"]
+__all__ = ["TLS_ARGS", "exec_with_config", "peer_args", "run_peer"]
 
 TLS_ARGS = "--tls {tls_port} {certfile} {keyfile} {certkey}"
 """What a peer command adds for the conformance run's listener with TLS and HTTP/2."""
@@ -60,3 +61,13 @@ def exec_with_config(
     os.environ.setdefault("HOME", prefix)
     os.environ["XDG_DATA_HOME"] = os.environ["XDG_CONFIG_HOME"] = prefix
     os.execvp(filled[0], filled)
+
+
+def run_peer(
+    name: str, template: str, tls_template: str, settings: dict[str, str], argv: list[str]
+) -> None:
+    """A peer script's main: its command line read, its config written, the server run.
+    ``settings`` maps the variant named on the command line to the settings it grades."""
+    upstream, listen, variant, tls = peer_args(sys.argv[1:])
+    block = (tls_template, tls) if tls else None
+    exec_with_config(name, template, upstream, listen, settings[variant], argv, block)

@@ -5,9 +5,7 @@ Run: ``python -m benchmarks.peers.apache_proxy UPSTREAM PORT [flush]``.
 needs (without it Apache holds small chunks back).
 """
 
-import sys
-
-from benchmarks.peers._configured import exec_with_config, peer_args
+from benchmarks.peers._configured import run_peer
 
 TEMPLATE = """
 ServerRoot "{prefix}"
@@ -47,9 +45,4 @@ Listen 127.0.0.1:{tls_port}
 SETTINGS = {"": "", "flush": "flushpackets=on"}
 
 if __name__ == "__main__":
-    upstream, listen, variant, tls = peer_args(sys.argv[1:])
-    settings = SETTINGS[variant]
-    argv = ["apache2", "-f", "{config}", "-DFOREGROUND"]
-    exec_with_config(
-        "apache", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
-    )
+    run_peer("apache", TEMPLATE, TLS, SETTINGS, ["apache2", "-f", "{config}", "-DFOREGROUND"])

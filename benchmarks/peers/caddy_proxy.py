@@ -5,9 +5,7 @@ Run: ``python -m benchmarks.peers.caddy_proxy UPSTREAM PORT [flush]``.
 guides for streaming APIs give.
 """
 
-import sys
-
-from benchmarks.peers._configured import exec_with_config, peer_args
+from benchmarks.peers._configured import run_peer
 
 TEMPLATE = """
 {{
@@ -36,9 +34,10 @@ https://:{tls_port} {{
 SETTINGS = {"": "", "flush": "flush_interval -1"}
 
 if __name__ == "__main__":
-    upstream, listen, variant, tls = peer_args(sys.argv[1:])
-    settings = SETTINGS[variant]
-    argv = ["caddy", "run", "--adapter", "caddyfile", "--config", "{config}"]
-    exec_with_config(
-        "caddy", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
+    run_peer(
+        "caddy",
+        TEMPLATE,
+        TLS,
+        SETTINGS,
+        ["caddy", "run", "--adapter", "caddyfile", "--config", "{config}"],
     )

@@ -6,9 +6,7 @@ after its client left, until the upstream answers (which for a model that
 thinks may be minutes); ``option abortonclose`` closes it at once.
 """
 
-import sys
-
-from benchmarks.peers._configured import exec_with_config, peer_args
+from benchmarks.peers._configured import run_peer
 
 TEMPLATE = """
 global
@@ -37,9 +35,4 @@ frontend proxy_tls
 SETTINGS = {"": "", "abortonclose": "option abortonclose"}
 
 if __name__ == "__main__":
-    upstream, listen, variant, tls = peer_args(sys.argv[1:])
-    settings = SETTINGS[variant]
-    argv = ["haproxy", "-db", "-f", "{config}"]
-    exec_with_config(
-        "haproxy", TEMPLATE, upstream, listen, settings, argv, (TLS, tls) if tls else None
-    )
+    run_peer("haproxy", TEMPLATE, TLS, SETTINGS, ["haproxy", "-db", "-f", "{config}"])

@@ -6,9 +6,7 @@ The settings are those ``docs/deploy.md`` gives; ``default`` grades a bare
 ``proxy_pass`` instead (buffered, HTTP/1.0 to the upstream).
 """
 
-import sys
-
-from benchmarks.peers._configured import exec_with_config, peer_args
+from benchmarks.peers._configured import run_peer
 
 CONFIG = """
 worker_processes 1;
@@ -53,13 +51,13 @@ DEPLOY_SETTINGS = """
             proxy_read_timeout 600s;"""
 
 
-def main(argv: list[str]) -> None:
-    upstream, listen, variant, tls = peer_args(argv)
-    settings = "" if variant == "default" else DEPLOY_SETTINGS
-    command = ["nginx", "-p", "{prefix}", "-c", "{config}", "-e", "stderr"]
-    block = (TLS, tls) if tls else None
-    exec_with_config("nginx", CONFIG, upstream, listen, settings, command, block)
-
+SETTINGS = {"": DEPLOY_SETTINGS, "deploy": DEPLOY_SETTINGS, "default": ""}
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_peer(
+        "nginx",
+        CONFIG,
+        TLS,
+        SETTINGS,
+        ["nginx", "-p", "{prefix}", "-c", "{config}", "-e", "stderr"],
+    )
