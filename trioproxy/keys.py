@@ -52,7 +52,7 @@ class KeyLimiter:
     def __init__(self, keys: tuple[ClientKey, ...], run_dir: str | None = None) -> None:
         self._index = {k.name: i for i, k in enumerate(keys)}
         self._tally = Tally("keys", len(keys) * (1 + _SLOTS), run_dir)
-        self._windows = len(keys)
+        self._windows_at = len(keys)  # the in-flight counts come first, then the windows
 
     def acquire(self, key: ClientKey) -> Slot | float:
         """A slot, or how many seconds until one may be free (for ``Retry-After``)."""
@@ -68,7 +68,7 @@ class KeyLimiter:
         """Count a start in this second, unless ``per_minute`` started in the last 60 s
         (then: seconds until the oldest of them leaves the window)."""
         now = int(time.monotonic())  # CLOCK_MONOTONIC: one clock for every process
-        base = self._windows + i * _SLOTS
+        base = self._windows_at + i * _SLOTS
         started, oldest = 0, now
         for row in self._tally.rows():
             for at in range(base, base + _SLOTS, 2):
