@@ -14,9 +14,11 @@ from tests.conftest import (
     start_sim,
     wait_for_baseline,
 )
+from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send
 from trioproxy.config import ProxyConfig
 from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
 from trioproxy.scenarios import SCENARIOS, stop_in_phase
+from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 
@@ -117,3 +119,33 @@ async def test_idle_timer_never_cuts_a_busy_connection_and_rearms_after_each_req
         client.close()
     assert sim.fate("slow").outcome == "completed"
     assert client.eof and 0.25 <= trio.current_time() - idle_from < 2
+
+
+async def test_a_client_leaving_calls_the_scope_hook_from_the_read_task(
+    nursery: trio.Nursery,
+) -> None:
+    """The app never calls ``receive()``: only hypercorn's read task can call the hook."""
+    gone = trio.Event()
+    started = trio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            return await send({"type": "lifespan.shutdown.complete"})
+        scope[CLIENT_GONE] = gone.set
+        started.set()
+        await trio.sleep_forever()  # a relay waiting on its upstream, say
+
+    hypercorn = hypercorn_config("127.0.0.1", 0)
+    bound = str((await nursery.start(serve_app, app, hypercorn))[0])
+    host, port = bound.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        for kind in StopKind:
+            gone, started = trio.Event(), trio.Event()
+            client = await RawClient.connect(host, int(port))
+            await client.send(request_bytes("POST", "/v1/chat/completions", chat_body(True), {}))
+            await started.wait()
+            client.stop(kind)
+            await gone.wait()
+            client.close()

@@ -110,6 +110,18 @@ class RequestRecord:
         if self.cancel_scope is not None:
             self.cancel_scope.cancel()
 
+    def client_gone(self) -> None:
+        """The client left: a stop, unless the answer had already ended.
+
+        hypercorn reports a disconnect after the relay's own end of the answer
+        too, while the relay is still inside ``send()`` recycling the
+        keep-alive connection: cancelling it there would leave the connection
+        half-recycled. Only a leaving that decides the outcome stops.
+        """
+        if self.end(Outcome.CLIENT_CLOSED):
+            self.client_closed_at = time.monotonic()
+            self.stop()
+
     def end(self, outcome: Outcome, status: int | None = None) -> bool:
         """Set the outcome unless one was set first; True if this call set it."""
         if self.outcome is not None:

@@ -17,7 +17,7 @@ import certifi
 import trio
 
 from trioproxy.answers import asks_for_stream, only_cancelled, start_event_stream
-from trioproxy.asgi import Receive, Scope, Send
+from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send
 from trioproxy.balance import Balancer
 from trioproxy.config import ProxyConfig
 from trioproxy.errors import send_json_error
@@ -158,6 +158,7 @@ class Relay:
             return
         async with trio.open_nursery() as nursery:
             rec.cancel_scope = nursery.cancel_scope
+            scope[CLIENT_GONE] = rec.client_gone  # hypercorn's read task calls it first
             nursery.start_soon(_watch_client, receive, rec)
             method = scope["method"].encode("ascii")
             exchange = Exchange(method, tail, scope["query_string"], scope["headers"], body)
@@ -237,10 +238,4 @@ async def _watch_client(receive: Receive, rec: RequestRecord) -> None:
     """Wait for the client to leave, then stop the relay (and with it the upstream)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-    # After the relay's own end of the answer hypercorn reports a disconnect
-    # too, while the relay is still inside send() running hypercorn's
-    # keep-alive recycling: cancelling it there would leave the connection
-    # half-recycled. Only a stop that decides the outcome cancels.
-    if rec.end(Outcome.CLIENT_CLOSED):
-        rec.client_closed_at = time.monotonic()
-        rec.stop()
+    rec.client_gone()  # a no-op if hypercorn's read task called it already

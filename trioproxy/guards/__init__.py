@@ -14,6 +14,8 @@ sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
   not by starting a task twice per request.
 - :mod:`.fastwrite`: a write to a plain TCP client goes straight to the
   socket when no other write is under way (no lock, no cancel scope).
+- :mod:`.gone`: a client's leaving closes its upstream in the read task's
+  own step, not a trio batch later in the relay's watcher.
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
   bytes never blind hypercorn's read loop to a client leaving.
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
@@ -27,7 +29,7 @@ Per-server limits are read from hypercorn's ``Config`` (see
 :data:`DEFAULTS`.
 """
 
-from trioproxy.guards import connection, fastwrite, http1, http2, idle
+from trioproxy.guards import connection, fastwrite, gone, http1, http2, idle
 from trioproxy.guards.limits import DEFAULTS, ServerLimits
 
 __all__ = ["DEFAULTS", "ServerLimits", "install"]
@@ -42,6 +44,7 @@ def install() -> None:
     _installed = True
     connection.install()
     fastwrite.install()
+    gone.install()
     idle.install()
     http1.install()
     http2.install()
