@@ -30,8 +30,7 @@ import trio
 from benchmarks.overhead import parse_wrk
 from benchmarks.peers import PEERS, Peer
 from benchmarks.ticker import EVENT, framed
-from trioproxy.conformance import free_port, running_proxy
-from trioproxy.proxy_process import wait_accepting
+from trioproxy.conformance import free_port, running_proxy, wait_accepting
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -26,10 +26,16 @@ from typing import Any
 import httpx
 import trio
 
-from trioproxy.conformance import running_proxy
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
-from trioproxy.probe_h2 import H2Client
-from trioproxy.scenarios import SCENARIOS, stop_in_phase
+from trioproxy.conformance import (
+    SCENARIOS,
+    H2Client,
+    RawClient,
+    StopKind,
+    chat_body,
+    request_bytes,
+    running_proxy,
+    stop_in_phase,
+)
 from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render

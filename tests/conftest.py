@@ -12,8 +12,9 @@ import pytest
 import trio
 import trustme
 
-from trioproxy.config import ProxyConfig
-from trioproxy.server import hypercorn_config, serve_app, serve_proxy
+from trioproxy.proxy.app import serve_proxy
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 
 

@@ -26,10 +26,9 @@ from tests.conftest import (
     start_proxy,
     start_sim,
 )
-from trioproxy.config import ProxyConfig
-from trioproxy.guards import ServerLimits
-from trioproxy.probe import RawClient, chat_body, request_bytes
-from trioproxy.probe_h2 import H2Client
+from trioproxy.conformance import H2Client, RawClient, chat_body, request_bytes
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.server.guards import ServerLimits
 from trioproxy.sim import SimUpstream
 
 BODY = json.dumps({"model": "sim-small", "stream": True, "messages": []}).encode()

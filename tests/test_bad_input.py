@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from tests.conftest import AccessLog, Stack, assert_no_tracebacks, start_proxy, start_sim
-from trioproxy.config import ProxyConfig
-from trioproxy.probe import RawClient
+from trioproxy.conformance import RawClient
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 
 CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}

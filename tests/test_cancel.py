@@ -5,8 +5,7 @@ import pytest
 import trio
 
 from tests.conftest import AccessLog, Stack
-from trioproxy.probe import StopKind
-from trioproxy.scenarios import SCENARIOS, Scenario, stop_in_phase
+from trioproxy.conformance import SCENARIOS, Scenario, StopKind, stop_in_phase
 
 # Generous on purpose: the speed goal (p99 <= 5 ms) lives in benchmarks/;
 # this bound only catches a stop that is not propagated by the race at all.

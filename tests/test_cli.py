@@ -10,8 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 
-from trioproxy.conformance import free_port
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.conformance import RawClient, StopKind, chat_body, free_port, request_bytes
 
 CLI = [sys.executable, "-m", "trioproxy"]
 

@@ -1,4 +1,4 @@
-"""Regression tests for the guards of trioproxy/guards.py and trioproxy/app.py."""
+"""Regression tests for the guards of trioproxy/server/guards and trioproxy/proxy/app.py."""
 
 import httpx
 import pytest
@@ -15,9 +15,15 @@ from tests.conftest import (
     wait_for_baseline,
 )
 from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send
-from trioproxy.config import ProxyConfig
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
-from trioproxy.scenarios import SCENARIOS, stop_in_phase
+from trioproxy.conformance import (
+    SCENARIOS,
+    RawClient,
+    StopKind,
+    chat_body,
+    request_bytes,
+    stop_in_phase,
+)
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
@@ -100,7 +106,7 @@ async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
 async def test_idle_timer_never_cuts_a_busy_connection_and_rearms_after_each_request(
     nursery: trio.Nursery,
 ) -> None:
-    """The keep-alive timer is one moving deadline (trioproxy/guards/idle.py)."""
+    """The keep-alive timer is one moving deadline (trioproxy/server/guards/idle.py)."""
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
     proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)

@@ -5,8 +5,8 @@ import json
 import trio
 
 from tests.conftest import AccessLog, Stack, start_proxy, start_sim
-from trioproxy.config import ProxyConfig
-from trioproxy.probe_h2 import H2Client
+from trioproxy.conformance import H2Client
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 

@@ -29,7 +29,7 @@ async def test_wheel_and_sdist_build_and_the_wheel_runs_the_demo(tmp_path: pathl
         page = await run(
             fresh / "bin" / "python",
             "-c",
-            "from trioproxy.admin import Admin; print(len(Admin.page()))",
+            "from trioproxy.proxy.admin.control import Admin; print(len(Admin.page()))",
         )
     assert sdist.stat().st_size > 10_000
     assert int(page) > 1000, page  # the admin page ships in the wheel

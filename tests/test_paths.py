@@ -16,10 +16,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import start_proxy
-from trioproxy.config import ProxyConfig
-from trioproxy.paths import client_query_ok, client_tail
-from trioproxy.probe import RawClient
-from trioproxy.routing import Upstream
+from trioproxy.conformance import RawClient
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
+from trioproxy.proxy.gateway.routing import Upstream
 
 BASES = ["", "/", "/v1", "/v1/", "/tenant/a/v1", "/a%2Fb/v1"]
 # Bytes that take part in every trick: separators, dots, escapes, userinfo, ports.

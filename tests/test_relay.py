@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
-from trioproxy.config import ProxyConfig
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 

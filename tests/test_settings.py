@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from trioproxy.settings import SettingsError, load
+from trioproxy.proxy.gateway.settings import SettingsError, load
 
 GOOD = """
 [server]

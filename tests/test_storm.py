@@ -5,7 +5,7 @@ import random
 import trio
 
 from tests.conftest import Stack, live_tasks, open_fds, wait_for_baseline
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.conformance import RawClient, StopKind, chat_body, request_bytes
 
 STREAMS = 200
 BOUND_MS = 1000.0  # generous: the storm's speed goal lives in benchmarks/

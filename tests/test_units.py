@@ -6,13 +6,13 @@ import sys
 
 import trio
 
-from trioproxy.config import ProxyConfig
-from trioproxy.errors import error_body
-from trioproxy.guards.connection import AcceptErrorFilter
-from trioproxy.headers import request_headers, response_headers
-from trioproxy.relay import gone_already
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.proxy.relay.errors import error_body
+from trioproxy.proxy.relay.race import gone_already
+from trioproxy.proxy.relay.sse import EventCounter, error_event
+from trioproxy.proxy.upstream.headers import request_headers, response_headers
+from trioproxy.server.guards.connection import AcceptErrorFilter
 from trioproxy.sim.render import Render
-from trioproxy.sse import EventCounter, error_event
 
 
 def test_hop_by_hop_and_named_connection_headers_are_dropped() -> None:
@@ -104,7 +104,7 @@ async def test_a_disconnect_already_queued_is_seen_without_blocking() -> None:
 
 def test_the_html_report_needs_no_network_and_escapes_names() -> None:
     from tests.clients.test_report_page import a_report
-    from trioproxy.conformance_html import render_html
+    from trioproxy.conformance import render_html
 
     page = render_html(a_report())
     assert "a proxy &lt;under test&gt;" in page and "<under test>" not in page

@@ -9,8 +9,8 @@ import ssl
 import trio
 
 from tests.conftest import start_sim
+from trioproxy.proxy.upstream.pool import Deadlines, UpstreamHandle, UpstreamPool
 from trioproxy.sim import SimUpstream
-from trioproxy.upstream import Deadlines, UpstreamHandle, UpstreamPool
 
 BODY = json.dumps({"model": "m", "stream": True, "messages": []}).encode()
 DEADLINES = Deadlines(connect_s=5, headers_s=5, idle_s=5)

@@ -23,8 +23,7 @@ import trio
 
 from tests.conftest import start_sim
 from tests.test_cli import Running, run_cli
-from trioproxy.conformance import free_port
-from trioproxy.probe import RawClient, StopKind, chat_body, request_bytes
+from trioproxy.conformance import RawClient, StopKind, chat_body, free_port, request_bytes
 from trioproxy.sim import SimUpstream
 
 ADMIN = "admin-key-for-tests"

@@ -1,9 +1,13 @@
-"""The ASGI callable types the raw handlers use (kept loose: hypercorn passes plain dicts)."""
+"""The ASGI types and helpers every part shares: the proxy, the simulated upstream, the checker.
 
+Kept loose: hypercorn passes plain dicts.
+"""
+
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["CLIENT_GONE", "ASGIApp", "Message", "Receive", "Scope", "Send"]
+__all__ = ["CLIENT_GONE", "ASGIApp", "Message", "Receive", "Scope", "Send", "send_json"]
 
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]
@@ -13,4 +17,17 @@ type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CLIENT_GONE = "trioproxy.client_gone"
 """A scope entry: a synchronous hook hypercorn's read task calls the moment the
-client leaves, before it queues ``http.disconnect`` (:mod:`trioproxy.guards.gone`)."""
+client leaves, before it queues ``http.disconnect`` (:mod:`trioproxy.server.guards.gone`)."""
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, *, close: bool = False, retry_after_s: float = 0
+) -> None:
+    """A whole JSON answer in two ASGI messages; ``close`` ends the connection after it."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
+    if retry_after_s:
+        headers.append((b"retry-after", b"%d" % math.ceil(retry_after_s)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -11,11 +11,12 @@ from functools import partial
 
 import trio
 
-from trioproxy.cluster import RUN_DIR
-from trioproxy.server import hypercorn_config, serve_app, serve_proxy
-from trioproxy.settings import ServerSettings, SettingsError, load
-from trioproxy.sim import SimParams, SimUpstream
-from trioproxy.workers import LISTEN_FD, run_workers
+from trioproxy.proxy.admin.cluster import RUN_DIR
+from trioproxy.proxy.app import serve_proxy
+from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
+from trioproxy.proxy.workers import LISTEN_FD, run_workers
+from trioproxy.server import hypercorn_config
+from trioproxy.sim import SimParams, SimUpstream, serve_sim
 
 __all__ = ["main"]
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "sim":
             trio.run(_sim, args)
         elif args.command == "conformance":
-            from trioproxy.conformance_cli import run
+            from trioproxy.conformance.cli import run
 
             logging.getLogger().setLevel(logging.WARNING)
             sys.exit(trio.run(run, args))
@@ -286,9 +287,7 @@ async def _serve(settings: ServerSettings) -> None:
     proxy = settings.proxy
     async with trio.open_nursery() as nursery:
         if not proxy.upstream:
-            (bound,) = await nursery.start(
-                serve_app, SimUpstream(SimParams(interval_s=0.02)), hypercorn_config("127.0.0.1", 0)
-            )
+            (bound,) = await nursery.start(serve_sim, SimUpstream(SimParams(interval_s=0.02)))
             proxy = replace(proxy, upstream=f"{bound}/v1")
             log.info(
                 "no upstream configured: relaying to the built-in simulated upstream at %s/v1",
@@ -321,8 +320,4 @@ async def _serve(settings: ServerSettings) -> None:
 
 async def _sim(args: argparse.Namespace) -> None:
     params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
-    await serve_app(
-        SimUpstream(params),
-        hypercorn_config(args.host, args.port),
-        shutdown_trigger=_Stop().wait,
-    )
+    await serve_sim(SimUpstream(params), args.host, args.port, shutdown_trigger=_Stop().wait)

@@ -8,11 +8,11 @@ how long the upstream took to see its connection close.
 import httpx
 import trio
 
-from trioproxy.config import ProxyConfig
-from trioproxy.probe import StopKind
-from trioproxy.scenarios import SCENARIOS, StopResult, stop_in_phase
-from trioproxy.server import hypercorn_config, serve_app, serve_proxy
-from trioproxy.sim import SimParams, SimUpstream
+from trioproxy.conformance import SCENARIOS, StopKind, StopResult, stop_in_phase
+from trioproxy.proxy.app import serve_proxy
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.server import hypercorn_config
+from trioproxy.sim import SimParams, SimUpstream, serve_sim
 
 __all__ = ["run_demo"]
 
@@ -20,7 +20,7 @@ __all__ = ["run_demo"]
 async def run_demo() -> list[StopResult]:
     sim = SimUpstream(SimParams(tokens=24, interval_s=0.02))
     async with trio.open_nursery() as nursery:
-        (upstream,) = await nursery.start(serve_app, sim, hypercorn_config("127.0.0.1", 0))
+        (upstream,) = await nursery.start(serve_sim, sim)
         proxy = ProxyConfig(upstream=f"{upstream}/v1")
         (bound,) = await nursery.start(serve_proxy, proxy, hypercorn_config("127.0.0.1", 0))
         host, port = bound.removeprefix("http://").rsplit(":", 1)

@@ -9,7 +9,7 @@ import trio
 from tests.clients.conftest import CHROMIUM, assert_stop_reached_upstream, require
 from tests.clients.test_node_clients import run_node, stopped_at, text
 from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
-from trioproxy.config import ProxyConfig
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render
 

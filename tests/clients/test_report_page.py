@@ -7,8 +7,7 @@ from typing import Any
 from tests.clients.conftest import CHROMIUM, require
 from tests.clients.test_node_clients import run_node
 from tests.conftest import Stack
-from trioproxy.conformance_html import render_html
-from trioproxy.conformance_report import Report, ScenarioResult
+from trioproxy.conformance import Report, ScenarioResult, render_html
 from trioproxy.sim import SimUpstream
 
 SCREENSHOT = pathlib.Path(__file__).parents[2] / "build" / "conformance-report.png"

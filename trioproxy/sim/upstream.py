@@ -37,8 +37,7 @@ from urllib.parse import parse_qsl
 
 import trio
 
-from trioproxy.asgi import Message, Receive, Scope, Send
-from trioproxy.errors import send_json
+from trioproxy.asgi import Message, Receive, Scope, Send, send_json
 from trioproxy.sim.render import CREATED, MODELS, Render, render_for
 
 __all__ = ["Fate", "SimParams", "SimUpstream"]

@@ -1,0 +1,271 @@
+"""The cancellation conformance run: does a proxy's client stop reach the upstream, and how fast?
+
+Runs against any HTTP proxy in front of the simulated upstream: a command
+that starts it (``{upstream}`` and ``{port}`` filled in), or a URL where it
+already runs. Each scenario stops requests in one phase by one stop kind and
+times, at the upstream, how long after the stop its connection closed. A
+scenario passes when every stopped request's upstream closed, with p99
+within its bound; integrity scenarios pass when unstopped answers arrive
+whole and in order.
+"""
+
+import json
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+import trio
+
+from trioproxy.conformance.probe import RawClient, StopKind, chat_body, request_bytes, sim_model
+from trioproxy.conformance.probe_h2 import H2Client
+from trioproxy.conformance.proxy_process import Target, free_port, running_proxy
+from trioproxy.conformance.report import Report, RunConfig, ScenarioResult, write_json
+from trioproxy.conformance.scenarios import SCENARIOS, stop_in_phase
+from trioproxy.sim import SimUpstream, serve_sim
+from trioproxy.sim.render import token_text
+
+__all__ = [
+    "Report",
+    "RunConfig",
+    "ScenarioResult",
+    "Target",
+    "free_port",
+    "run_conformance",
+    "running_proxy",
+    "with_sim",
+    "write_json",
+]
+
+
+_GIVE_UP = 3
+
+
+async def run_conformance(
+    sim: SimUpstream,
+    target: Target,
+    config: RunConfig,
+    proxy: str = "",
+    tls_target: Target | None = None,
+) -> Report:
+    """``tls_target``: where the proxy also listens with TLS, for the reset over TLS."""
+    results = []
+    for scenario in SCENARIOS:
+        for kind in StopKind:
+            result = ScenarioResult(f"{scenario.name} {kind}", bound_ms=config.bound_ms)
+            for i in range(config.repeats):
+                sim_id = f"{scenario.name}-{kind}-{i}"
+                try:
+                    result.add(
+                        await stop_in_phase(
+                            *target, sim, scenario, kind, sim_id, wait_s=config.wait_s
+                        )
+                    )
+                except (OSError, trio.TooSlowError, ConnectionError) as exc:
+                    result.failures.append(f"{sim_id}: {exc!r}")
+                if result.never_closed + len(result.failures) >= _GIVE_UP:
+                    break  # failed already; each more try costs wait_s
+            results.append(result)
+    results.append(await _h2_reset(sim, target, config))
+    if tls_target is None:
+        skipped = ScenarioResult("streaming h2-reset TLS", skipped="no TLS listener")
+        results.append(skipped)
+    else:
+        results.append(await _h2_reset(sim, tls_target, config, tls=True))
+    for size in config.storms:
+        results.append(await _storm(sim, target, size, config))
+    results.append(await _integrity(sim, target, config))
+    return Report(proxy, results, config)
+
+
+async def _h2_reset(
+    sim: SimUpstream, target: Target, config: RunConfig, *, tls: bool = False
+) -> ScenarioResult:
+    """Reset one HTTP/2 stream mid-stream while a sibling on the connection streams on
+    (over TLS with ALPN h2, as Chromium does it, when ``tls``)."""
+    result = ScenarioResult("streaming h2-reset" + " TLS" * tls, bound_ms=config.bound_ms)
+    context = _any_certificate() if tls else None
+    for i in range(config.repeats):
+        name = f"h2{'s' * tls}-{i}"
+        try:
+            with trio.fail_after(config.wait_s * 2):
+                stopped_at, sibling_whole = await _h2_reset_once(sim, target, name, context)
+        except (ConnectionError, OSError, AssertionError) as exc:
+            if i == 0:  # a proxy that does not speak h2 closes at the preface, or
+                # does not offer it by ALPN
+                result.skipped = f"no {'h2' if tls else 'h2c'} ({type(exc).__name__})"
+            else:
+                result.failures.append(f"{name}: {exc!r}")
+            break
+        except trio.TooSlowError:
+            result.failures.append(f"{name}: timed out")
+            continue
+        if not sibling_whole:
+            result.failures.append(f"{name}: sibling stream damaged by the reset")
+        result.add_closed(await _closed_after(sim, f"{name}-doomed", stopped_at, config.wait_s))
+    return result
+
+
+def _any_certificate() -> ssl.SSLContext:
+    """The proxy's certificate is the run's own self-signed one: not verified."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+async def _h2_reset_once(
+    sim: SimUpstream, target: Target, name: str, context: ssl.SSLContext | None = None
+) -> tuple[float, bool]:
+    """Returns when the reset was sent, and whether the sibling arrived whole."""
+    doomed_sim = {
+        "x-sim-id": f"{name}-doomed",
+        "x-sim-tokens": "1000000",
+        "x-sim-interval": "0.005",
+    }
+    sibling_sim = {"x-sim-id": f"{name}-sibling", "x-sim-tokens": "50", "x-sim-interval": "0.002"}
+    client = await H2Client.connect(*target, ssl_context=context)
+    try:
+        doomed = await client.request(
+            "/v1/chat/completions", doomed_sim, chat_body(True, model=sim_model(doomed_sim))
+        )
+        sibling = await client.request(
+            "/v1/chat/completions", sibling_sim, chat_body(True, model=sim_model(sibling_sim))
+        )
+        await client.pump_until(lambda: client.data[doomed].count(b"data: ") >= 3)
+        stopped_at = time.monotonic()
+        await client.reset(doomed)
+        await client.pump_until(lambda: sibling in client.ended)
+    finally:
+        client.close()
+    return stopped_at, _stream_text(bytes(client.data[sibling])) == _expected_text(50)
+
+
+async def _closed_after(
+    sim: SimUpstream, sim_id: str, stopped_at: float, wait_s: float
+) -> float | None:
+    """Milliseconds from the stop to the upstream's close; None if it did not close in time."""
+    fate = sim.fate(sim_id)
+    with trio.move_on_after(wait_s):
+        await fate.ended.wait()
+    if fate.outcome != "disconnected" or fate.ended_at is None:
+        return None
+    return (fate.ended_at - stopped_at) * 1000
+
+
+async def _storm(sim: SimUpstream, target: Target, size: int, config: RunConfig) -> ScenarioResult:
+    """N concurrent streams, each stopped at a random moment once the upstream has it."""
+    result = ScenarioResult(f"storm {size} streams", bound_ms=config.storm_bound_ms)
+    rng = random.Random(size)
+    stopped_at: dict[str, float] = {}
+
+    async def one(i: int) -> None:
+        sim_id = f"storm-{size}-{i}"
+        settings = {
+            "x-sim-id": sim_id,
+            "x-sim-tokens": "1000000",
+            # Slow tokens: the storm is about many stops at once, and the
+            # upstream shares this process with every client.
+            "x-sim-interval": "0.25",
+            "x-sim-headers-delay": rng.choice(["0", "0.05", "600"]),
+        }
+        body = chat_body(True, model=sim_model(settings))
+        request = request_bytes("POST", "/v1/chat/completions", body, settings)
+        client = await RawClient.connect(*target)
+        try:
+            await client.send(request)
+            await sim.wait_started(sim_id)
+            await trio.sleep(rng.uniform(0.0, 0.5))
+            stopped_at[sim_id] = client.stop(rng.choice(list(StopKind)))
+        finally:
+            client.close()
+
+    try:
+        with trio.fail_after(config.wait_s + 60):
+            async with trio.open_nursery() as nursery:
+                for i in range(size):
+                    nursery.start_soon(one, i)
+    except (OSError, trio.TooSlowError) as exc:
+        result.failures.append(f"storm did not start: {exc!r}")
+    deadline = trio.current_time() + config.wait_s
+    for sim_id, at in stopped_at.items():
+        wait_s = max(0.0, deadline - trio.current_time())
+        result.add_closed(await _closed_after(sim, sim_id, at, wait_s))
+    return result
+
+
+async def _integrity(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:
+    """Unstopped streams and JSON answers, concurrently, must arrive whole and in order."""
+    result = ScenarioResult("integrity (whole answers)")
+    base = f"http://{target[0]}:{target[1]}"
+
+    async def one(client: httpx.AsyncClient, i: int, stream: bool) -> None:
+        settings = {
+            "x-sim-id": f"whole-{i}-{stream}",
+            "x-sim-tokens": "200",
+            "x-sim-interval": "0.001",
+        }
+        response = await client.post(
+            "/v1/chat/completions",
+            content=chat_body(stream, model=sim_model(settings)),
+            headers={"content-type": "application/json", **settings},
+        )
+        result.checked += 1
+        # Content, not bytes: a proxy may re-encode the JSON it relays.
+        got = _stream_text(response.content) if stream else _json_text(response.content)
+        if response.status_code != 200 or got != _expected_text(200):
+            result.failures.append(
+                f"{settings['x-sim-id']}: status {response.status_code}, "
+                f"{len(got or '')} of {len(_expected_text(200))} characters"
+            )
+
+    try:
+        with trio.fail_after(60):
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=30) as client,
+                trio.open_nursery() as nursery,
+            ):
+                for i in range(config.integrity_streams):
+                    nursery.start_soon(one, client, i, i % 2 == 0)
+    except (httpx.HTTPError, trio.TooSlowError) as exc:
+        result.failures.append(repr(exc))
+    return result
+
+
+def _expected_text(tokens: int) -> str:
+    return "".join(token_text(i) for i in range(tokens))
+
+
+def _stream_text(body: bytes) -> str | None:
+    """The text a chat event stream carries, or None unless it ends with ``[DONE]``."""
+    data = [
+        line[6:] for line in body.decode(errors="replace").splitlines() if line.startswith("data: ")
+    ]
+    if not data or data[-1] != "[DONE]":
+        return None
+    try:
+        chunks = [json.loads(d) for d in data[:-1]]
+        return "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+        )
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
+
+
+def _json_text(body: bytes) -> str | None:
+    try:
+        return str(json.loads(body)["choices"][0]["message"]["content"])
+    except (ValueError, LookupError, TypeError):  # not the chat completion it should be
+        return None
+
+
+async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: int = 0) -> Report:
+    """Serve a fresh simulated upstream for the length of ``body``."""
+    sim = SimUpstream()
+    async with trio.open_nursery() as nursery:
+        (origin,) = await nursery.start(serve_sim, sim, "127.0.0.1", port)
+        report = await body(sim, f"{origin}/v1")
+        nursery.cancel_scope.cancel()
+    return report

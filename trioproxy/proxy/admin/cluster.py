@@ -1,0 +1,158 @@
+"""The workers of one server seen as one, for the admin: listings and cancels.
+
+With ``--workers N`` the parent makes a run directory and names it in
+``TRIOPROXY_RUN_DIR``; each worker listens there on a Unix socket named by
+its pid. An admin call lands in whichever worker the kernel gave the
+connection to. That worker answers a listing from its own requests and from
+each other worker's, asked over their sockets at the same time; a cancel goes
+to the worker whose pid leads the request id (``<pid hex>-<n>``), which stops
+the request exactly as if the call had come to it. A request's life stays
+inside its worker: only listings and cancels cross.
+
+The wire protocol is one JSON line each way per connection. A worker that
+does not answer within :data:`ASK_TIMEOUT_S` is left out of the listing
+(its socket is removed by the parent when it exits).
+"""
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+from typing import Any
+
+import trio
+
+from trioproxy.proxy.admin.inflight import Inflight
+
+__all__ = ["ASK_TIMEOUT_S", "RUN_DIR", "Cluster"]
+
+RUN_DIR = "TRIOPROXY_RUN_DIR"
+ASK_TIMEOUT_S = 2.0
+_MAX_ANSWER = 32 * 1024 * 1024  # a listing of some 100,000 requests
+
+log = logging.getLogger("trioproxy.cluster")
+
+
+def socket_path(run_dir: str | os.PathLike[str], pid: int) -> pathlib.Path:
+    return pathlib.Path(run_dir) / f"worker-{pid}.sock"
+
+
+class Cluster:
+    """This worker's requests plus, when there are several workers, everyone's."""
+
+    def __init__(self, inflight: Inflight, run_dir: str | None = None) -> None:
+        self.inflight = inflight
+        self._dir = pathlib.Path(run_dir) if run_dir else None
+        self._own = socket_path(run_dir, os.getpid()) if run_dir else None
+
+    @property
+    def workers(self) -> int:
+        return 1 + len(self._others())
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Answer the other workers' questions, until cancelled."""
+        if self._own is None:
+            task_status.started()
+            return
+        sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            self._own.unlink()  # a pid reused after a crash
+        await sock.bind(str(self._own))
+        sock.listen(64)
+        try:
+            task_status.started()
+            await trio.serve_listeners(self._answer, [trio.SocketListener(sock)])
+        finally:
+            self._own.unlink(missing_ok=True)
+
+    async def listing(self) -> dict[str, list[dict[str, Any]]]:
+        """Requests in flight and lately ended, in every worker."""
+        merged = {"requests": self.inflight.listing(), "recent": self.inflight.recent()}
+        answers = await self._ask_all({"op": "list"})
+        for answer in answers:
+            for part in merged:
+                merged[part] += answer.get(part, [])
+        merged["recent"].sort(key=lambda r: r["ended_s_ago"])
+        return merged
+
+    async def cancel(self, request_id: str) -> bool:
+        if self.inflight.cancel(request_id):
+            return True
+        owner = _owner(request_id)
+        if self._dir is None or owner is None or owner == os.getpid():
+            return False
+        answer = await _ask(socket_path(self._dir, owner), {"op": "cancel", "id": request_id})
+        return bool(answer and answer.get("cancelled"))
+
+    def _others(self) -> list[pathlib.Path]:
+        if self._dir is None:
+            return []
+        return [p for p in self._dir.glob("worker-*.sock") if p != self._own]
+
+    async def _ask_all(self, question: dict[str, Any]) -> list[dict[str, Any]]:
+        answers: list[dict[str, Any]] = []
+
+        async def ask(path: pathlib.Path) -> None:
+            if (answer := await _ask(path, question)) is not None:
+                answers.append(answer)
+
+        async with trio.open_nursery() as nursery:
+            for path in self._others():
+                nursery.start_soon(ask, path)
+        return answers
+
+    async def _answer(self, stream: trio.SocketStream) -> None:
+        # A fault here must end this one exchange, never the worker.
+        async with stream:
+            with trio.move_on_after(ASK_TIMEOUT_S):
+                try:
+                    question = json.loads(await _read_all(stream))
+                    answer: dict[str, Any]
+                    if question.get("op") == "cancel":
+                        answer = {"cancelled": self.inflight.cancel(str(question.get("id")))}
+                    else:
+                        answer = {
+                            "requests": self.inflight.listing(),
+                            "recent": self.inflight.recent(),
+                        }
+                    await stream.send_all(json.dumps(answer).encode())
+                except (OSError, trio.BrokenResourceError, ValueError, AttributeError) as exc:
+                    log.warning("a control question went unanswered: %r", exc)
+
+
+def _owner(request_id: str) -> int | None:
+    head, _, _ = request_id.partition("-")
+    try:
+        return int(head, 16)
+    except ValueError:
+        return None
+
+
+async def _ask(path: pathlib.Path, question: dict[str, Any]) -> dict[str, Any] | None:
+    """One question to one worker; None if it is gone or does not answer in time."""
+    with trio.move_on_after(ASK_TIMEOUT_S):
+        try:
+            stream = await trio.open_unix_socket(str(path))
+        except OSError:
+            return None  # exited; the parent removes its socket
+        async with stream:
+            await stream.send_all(json.dumps(question).encode())
+            await stream.send_eof()
+            try:
+                answer: dict[str, Any] = json.loads(await _read_all(stream))
+            except (OSError, trio.BrokenResourceError, ValueError) as exc:
+                log.warning("worker at %s gave no answer: %s", path.name, exc)
+                return None
+            return answer
+    log.warning("worker at %s did not answer within %g s", path.name, ASK_TIMEOUT_S)
+    return None
+
+
+async def _read_all(stream: trio.SocketStream) -> bytes:
+    data = bytearray()
+    while chunk := await stream.receive_some():
+        data += chunk
+        if len(data) > _MAX_ANSWER:
+            raise ValueError("answer too long")
+    return bytes(data)

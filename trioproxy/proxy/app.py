@@ -1,0 +1,137 @@
+"""The ASGI application: the raw relay for ``/v1/``, Quart for everything else.
+
+The relay is a raw ASGI handler in front of Quart on purpose: a Quart view
+never sees ``http.disconnect``, Quart's ``RESPONSE_TIMEOUT`` (60 s by default)
+silently cuts long streams, and a generator body that holds an upstream
+response is cleaned up by the garbage collector if Quart is cancelled before
+it enters it. Quart keeps the routes where none of that matters: health,
+the admin (behind the admin key; its event stream is raw ASGI too) and metrics.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from prometheus_client import CONTENT_TYPE_LATEST
+from quart import Response, jsonify, request
+from quart_trio import QuartTrio
+
+from trioproxy import __version__
+from trioproxy.asgi import ASGIApp, Receive, Scope, Send
+from trioproxy.proxy.admin.cluster import Cluster
+from trioproxy.proxy.admin.control import Admin
+from trioproxy.proxy.admin.inflight import Inflight
+from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.proxy.gateway.gate import with_cors, with_keys
+from trioproxy.proxy.relay.errors import error_body
+from trioproxy.proxy.relay.race import Relay, open_upstream_pool
+from trioproxy.proxy.upstream.pool import UpstreamPool
+from trioproxy.server import serve_app
+
+__all__ = ["build_app", "serve_proxy"]
+
+
+def _control_app(admin: Admin, metrics: Metrics) -> QuartTrio:
+    app = QuartTrio("trioproxy")
+
+    def admin_denied() -> Any:
+        if admin.allowed(request.scope):  # type: ignore[arg-type]
+            return None
+        return _json_error(401, "admin key missing or wrong", "invalid_api_key")
+
+    @app.get("/admin/")
+    async def admin_page() -> Any:
+        if not admin.enabled:
+            return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+        # The page holds no data: it asks for the key and sends it on every call.
+        return Response(admin.page(), content_type="text/html; charset=utf-8")
+
+    @app.get("/admin/requests")
+    async def list_requests() -> Any:
+        return admin_denied() or jsonify(await admin.cluster.listing())
+
+    @app.delete("/admin/requests/<request_id>")
+    async def cancel_request(request_id: str) -> Any:
+        if denied := admin_denied():
+            return denied
+        if not await admin.cluster.cancel(request_id):
+            return _json_error(404, f"no request {request_id} in flight", "not_found")
+        return jsonify({"id": request_id, "outcome": "cancelled_by_admin"})
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    # Never let Quart cut a response on a clock; streams end when they end.
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = None
+
+    @app.get("/health")
+    async def health() -> Any:
+        return jsonify({"status": "ok", "version": __version__})
+
+    @app.errorhandler(404)
+    async def not_found(error: Any) -> Any:
+        return _json_error(404, "not found: the OpenAI API is served under /v1/", "not_found")
+
+    @app.errorhandler(405)
+    async def not_allowed(error: Any) -> Any:
+        return _json_error(405, "method not allowed", "method_not_allowed")
+
+    return app
+
+
+def _json_error(status: int, message: str, code: str) -> Any:
+    return Response(
+        error_body(message, "invalid_request_error", code),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def build_app(
+    config: ProxyConfig, pool: UpstreamPool, run_dir: str | None = None
+) -> tuple[ASGIApp, Cluster]:
+    """The app, and the cluster that answers the other workers (``run_dir``: see cluster)."""
+    configured = {m for u in config.router().upstreams for m in u.models}
+    metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
+    inflight = Inflight(metrics)
+    cluster = Cluster(inflight, run_dir)
+    admin = Admin(cluster, metrics, config.admin_key)
+    control = _control_app(admin, metrics)
+    relay: ASGIApp = Relay(config, pool, inflight, metrics, run_dir)
+    if keys := config.keys():
+        relay = with_keys(relay, keys, metrics, run_dir)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await relay(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == "/admin/events":
+            await admin.events(scope, receive, send)
+        else:
+            await control(scope, receive, send)  # type: ignore[arg-type]
+
+    return (with_cors(app, config.cors_origins) if config.cors_origins else app), cluster
+
+
+async def serve_proxy(
+    proxy: ProxyConfig,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    run_dir: str | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until the trigger; ``run_dir`` joins the other workers of one server."""
+    pool = open_upstream_pool(proxy)
+    try:
+        app, cluster = build_app(proxy, pool, run_dir)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(cluster.serve)
+            await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await pool.aclose()

@@ -1,0 +1,103 @@
+"""Which upstream serves a request: by the JSON ``model``, exact names before globs.
+
+Upstreams with the same model list are replicas of one another: the
+forwarder balances a request among them (:mod:`trioproxy.proxy.gateway.balance`).
+"""
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import httpx
+
+from trioproxy.proxy.upstream.pool import Origin
+
+__all__ = ["Router", "Upstream"]
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    name: str
+    url: str
+    """OpenAI-style base URL: ``/v1/chat/completions`` goes to ``{url}/chat/completions``."""
+    key: str | None = None
+    """Replaces the client's credentials; never logged."""
+    models: tuple[str, ...] = ("*",)
+    """Exact names and globs (``gpt-4o-*``)."""
+    fallback: tuple[str, ...] = ()
+    """Upstreams tried, in order, when this one cannot be reached or answers 5xx."""
+    origin: Origin = field(init=False, compare=False)
+    """Scheme, host and port: from the configuration only, never from a client."""
+    base_path: bytes = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        origin, base = _parse_base(self.url)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "base_path", base)
+
+    def target_for(self, tail: bytes, query: bytes) -> bytes:
+        """The request target upstream for a client path's ``tail`` (checked by
+        :func:`trioproxy.proxy.gateway.paths.client_tail`, so it starts with ``/``) and query:
+        the base path, joined as bytes, never parsed again."""
+        target = self.base_path + tail
+        return target + b"?" + query if query else target
+
+    def __repr__(self) -> str:  # the key stays out of every log and traceback
+        return f"Upstream({self.name!r}, {self.url!r})"
+
+
+def _parse_base(url: str) -> tuple[Origin, bytes]:
+    """Split a configured base URL; ValueError names what is wrong with it."""
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"invalid upstream URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"upstream URL {url!r} must be http:// or https:// with a host")
+    if parsed.userinfo or parsed.query or parsed.fragment:
+        raise ValueError(f"upstream URL {url!r} must have no credentials, query or fragment")
+    port = port or (443 if parsed.scheme == "https" else 80)
+    return (parsed.scheme, parsed.host, port), parsed.raw_path.rstrip(b"/")
+
+
+class Router:
+    def __init__(self, upstreams: tuple[Upstream, ...]) -> None:
+        self.upstreams = upstreams
+        self.by_name = {u.name: u for u in upstreams}
+        # The first upstream to claim a name stands for it and its replicas.
+        self._exact: dict[str, Upstream] = {}
+        for upstream in upstreams:
+            for model in upstream.models:
+                if not _is_glob(model):
+                    self._exact.setdefault(model, upstream)
+        self._globs = [(m, u) for u in upstreams for m in u.models if _is_glob(m)]
+        self._replicas = {
+            u.name: tuple(r for r in upstreams if r.models == u.models) for u in upstreams
+        }
+
+    @property
+    def needs_model(self) -> bool:
+        """False when every request goes to the one upstream whatever its model."""
+        return len(self.upstreams) > 1 or self.upstreams[0].models != ("*",)
+
+    @property
+    def default(self) -> Upstream:
+        return self.upstreams[0]
+
+    def route(self, model: str) -> Upstream | None:
+        found = self._exact.get(model)
+        if found is not None:
+            return found
+        return next((u for pattern, u in self._globs if fnmatch.fnmatchcase(model, pattern)), None)
+
+    def replicas(self, upstream: Upstream) -> tuple[Upstream, ...]:
+        """``upstream`` and every other serving the same models, in configured order."""
+        return self._replicas[upstream.name]
+
+    def chain(self, first: Upstream) -> list[Upstream]:
+        """``first`` and then its fallbacks."""
+        return [first, *(self.by_name[name] for name in first.fallback)]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")

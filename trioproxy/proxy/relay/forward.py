@@ -1,0 +1,222 @@
+"""The relay's upstream half: send the request along an upstream's fallback chain,
+then copy the answer to the client chunk by chunk.
+
+It runs inside the request's race (:mod:`trioproxy.proxy.relay.race`): a cancel in any
+phase leaves the upstream exchange unfinished, and the pool closes that
+connection. Failures map to outcomes here: before the client has headers, a
+502/504 JSON error (after trying the fallbacks, if nothing reached the
+upstream or it answered 5xx); after them an SSE ``error`` event, never a fake
+``[DONE]``.
+"""
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import trio
+
+from trioproxy.asgi import Send, send_json
+from trioproxy.proxy.gateway.balance import Balancer
+from trioproxy.proxy.gateway.routing import Router, Upstream
+from trioproxy.proxy.relay.answers import (
+    fail_before_headers,
+    fail_early,
+    fail_mid_stream,
+    refused_after_early_headers,
+)
+from trioproxy.proxy.relay.heartbeat import Heartbeat
+from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
+from trioproxy.proxy.relay.sse import EventCounter
+from trioproxy.proxy.relay.usage import UsageTap
+from trioproxy.proxy.upstream.headers import Headers, request_headers, response_headers
+from trioproxy.proxy.upstream.pool import (
+    Deadlines,
+    UpstreamError,
+    UpstreamHandle,
+    UpstreamPool,
+    UpstreamResponse,
+)
+
+__all__ = ["Exchange", "Forwarder"]
+
+_EVENT_STREAM = b"text/event-stream"
+_NO_BUFFERING = (b"x-accel-buffering", b"no")
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What goes upstream: the client's request, with its path already checked."""
+
+    method: bytes
+    tail: bytes
+    """The client's path after ``/v1``, checked by ``gateway.paths.client_tail``."""
+    query: bytes
+    headers: Headers
+    """As the client sent them; each upstream gets its own filtered copy."""
+    body: bytes
+
+
+class Forwarder:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        router: Router,
+        deadlines: Deadlines,
+        strip_credentials: bool,
+        balancer: Balancer,
+    ) -> None:
+        self._pool = pool
+        self._balancer = balancer
+        self._router = router
+        self._deadlines = deadlines
+        self._strip_credentials = strip_credentials
+
+    async def forward(
+        self,
+        exchange: Exchange,
+        send: Send,
+        rec: RequestRecord,
+        first: Upstream,
+        beat: Heartbeat,
+        early: bool,
+    ) -> None:
+        # Its replicas, best first, then the first one's configured fallbacks.
+        replicas = self._balancer.order(self._router.replicas(first))
+        fallbacks = self._router.chain(replicas[0])[1:]
+        chain = [*replicas, *(u for u in fallbacks if u not in replicas)]
+        for upstream in chain:
+            last = upstream is chain[-1]
+            rec.upstream = upstream.name
+            rec.phase = Phase.CONNECT
+            self._balancer.started(upstream)
+            try:
+                async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
+                    self._balancer.reached(upstream)
+                    if response.status >= 500 and not last:
+                        continue  # nothing reached the client yet: try the next one
+                    await self._relay_answer(response, send, rec, beat, early)
+                    return
+            except UpstreamError as exc:
+                if exc.unreached:
+                    self._balancer.unreachable(upstream, str(exc))
+                    if not last:
+                        continue  # not reached, nothing sent: try the next one
+                # Before the client has headers, or after: mid-answer errors
+                # raised by the relay's loop end up here too.
+                if early:
+                    await fail_early(send, rec, exc)
+                elif rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
+                    await fail_mid_stream(send, rec, exc, event_stream=rec.event_stream)
+                else:
+                    await fail_before_headers(send, rec, exc)
+                return
+            finally:  # a stop frees its upstream at once: the counts stay true
+                self._balancer.finished(upstream)
+
+    def _open(
+        self,
+        upstream: Upstream,
+        exchange: Exchange,
+        rec: RequestRecord,
+        handle: UpstreamHandle | None = None,
+    ) -> AbstractAsyncContextManager[UpstreamResponse]:
+        def sent() -> None:
+            rec.phase = Phase.WAITING_HEADERS
+
+        # With keys of its own the proxy never forwards the client's
+        # credentials: they are the proxy's keys, not the upstream's.
+        headers = request_headers(
+            exchange.headers, upstream.key, strip_credentials=self._strip_credentials
+        )
+        return self._pool.request(
+            upstream.origin,
+            exchange.method,
+            upstream.target_for(exchange.tail, exchange.query),
+            headers,
+            exchange.body,
+            self._deadlines,
+            sent,
+            handle,
+        )
+
+    async def _relay_answer(
+        self,
+        response: UpstreamResponse,
+        send: Send,
+        rec: RequestRecord,
+        beat: Heartbeat,
+        early: bool,
+    ) -> None:
+        rec.upstream_headers_at = time.monotonic()
+        headers = response_headers(response.headers)
+        counter = None
+        if (response.header(b"content-type") or b"").startswith(_EVENT_STREAM):
+            counter = EventCounter()
+            headers.append(_NO_BUFFERING)
+            rec.event_stream = True
+        usage = UsageTap(event_stream=counter is not None)
+        length = _declared_length(response)
+        if early:
+            if counter is None or response.status != 200:
+                return await refused_after_early_headers(response, send, rec)
+        else:
+            rec.status = response.status
+            rec.phase = Phase.WAITING_FIRST_BYTE
+            await send({"type": "http.response.start", "status": rec.status, "headers": headers})
+            beat.stream_started(counter)
+        send_chunk = beat.send_chunk if beat.enabled else _plain(send)
+        try:
+            while (chunk := await response.next_chunk()) is not None:
+                rec.phase = Phase.STREAMING
+                rec.bytes_relayed += len(chunk)
+                usage.feed(chunk)
+                if counter is not None:
+                    counter.feed(chunk)
+                    rec.events_relayed = counter.events
+                await send_chunk(chunk)
+                if rec.bytes_relayed == length:
+                    # The last byte went out: whatever the client does now
+                    # (read to the length and close, as curl does), the answer is whole.
+                    rec.end(Outcome.COMPLETED)
+        finally:  # a stop, a timeout or an error: what usage came is still the record's
+            usage.close()
+            rec.usage = usage.usage
+        # The answer is whole once the upstream finished: a disconnect seen
+        # while the last bytes go out no longer changes the outcome.
+        rec.end(Outcome.COMPLETED)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def merged_models(self, exchange: Exchange, send: Send, rec: RequestRecord) -> None:
+        """``GET /v1/models`` with several upstreams: their lists, merged."""
+        models: dict[str, object] = {}
+
+        async def fetch(upstream: Upstream) -> None:
+            try:
+                async with self._open(upstream, exchange, rec) as response:
+                    listed = json.loads(await response.read()).get("data", [])
+                for model in listed:
+                    models.setdefault(model.get("id"), model)
+            except (UpstreamError, ValueError, AttributeError, RecursionError):
+                pass  # an upstream that cannot list its models lists none
+
+        async with trio.open_nursery() as nursery:
+            for upstream in self._router.upstreams:
+                nursery.start_soon(fetch, upstream)
+        body = json.dumps({"object": "list", "data": list(models.values())}).encode()
+        rec.end(Outcome.COMPLETED, 200)
+        rec.bytes_relayed = len(body)
+        await send_json(send, 200, body)
+
+
+def _plain(send: Send) -> Callable[[bytes], Awaitable[None]]:
+    async def send_chunk(chunk: bytes) -> None:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    return send_chunk
+
+
+def _declared_length(response: UpstreamResponse) -> int | None:
+    value = response.header(b"content-length")
+    return int(value) if value is not None and value.isdigit() else None

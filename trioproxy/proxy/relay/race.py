@@ -1,0 +1,241 @@
+"""The relay: one client request, one upstream request, and the race between them.
+
+Each request lives in one nursery. The relay task reads the body, opens the
+upstream and copies its answer (:mod:`trioproxy.proxy.relay.forward`); the watcher task
+blocks on ASGI ``receive()`` until ``http.disconnect``. Whichever ends first
+cancels the nursery's scope. The upstream exchange is held in ``async with``,
+so a cancel in any phase closes the upstream socket (the pool never reuses
+it). Nothing polls.
+"""
+
+import json
+import re
+import ssl
+import time
+
+import certifi
+import trio
+
+from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send
+from trioproxy.proxy.admin.inflight import Inflight
+from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.gateway.balance import Balancer
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.proxy.gateway.gate import KEY_NAME, SLOT
+from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
+from trioproxy.proxy.gateway.routing import Upstream
+from trioproxy.proxy.relay.answers import asks_for_stream, only_cancelled, start_event_stream
+from trioproxy.proxy.relay.errors import send_json_error
+from trioproxy.proxy.relay.forward import Exchange, Forwarder
+from trioproxy.proxy.relay.heartbeat import Heartbeat
+from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
+
+__all__ = ["Relay", "gone_already", "open_upstream_pool"]
+
+
+# "model": "..." in a JSON body. A quote inside a JSON string is escaped, so
+# '"model"' is never found inside a message's text.
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its request body was still arriving."""
+
+
+class _BodyTooLarge(Exception):
+    """The request body passed ``ProxyConfig.max_body_bytes``."""
+
+
+def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
+    """The upstream connections, verified against ``--upstream-ca`` or certifi's CAs."""
+    return UpstreamPool(ssl.create_default_context(cafile=config.upstream_ca or certifi.where()))
+
+
+class Relay:
+    """The raw ASGI handler for every route under ``/v1/``."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        pool: UpstreamPool,
+        inflight: Inflight | None = None,
+        metrics: Metrics | None = None,
+        run_dir: str | None = None,
+    ) -> None:
+        self._config = config
+        self._body_timeout_s = config.body_timeout_s
+        self._router = config.router()
+        deadlines = Deadlines(
+            config.connect_timeout_s, config.headers_timeout_s, config.idle_timeout_s
+        )
+        strip = bool(config.keys())
+        self._metrics = metrics or Metrics()
+        gauge = self._metrics.upstream_inflight
+        balancer = Balancer(config.cooldown_s, gauge, self._router.upstreams, run_dir)
+        self._forwarder = Forwarder(pool, self._router, deadlines, strip, balancer)
+        self._inflight = inflight or Inflight(self._metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        record = RequestRecord(scope["method"], scope["path"])
+        client = scope.get("client")
+        record.client = f"{client[0]}:{client[1]}" if client else ""
+        record.key_name = scope.get(KEY_NAME, "")
+        record.slot = scope.get(SLOT)
+        self._inflight.add(record)
+        try:
+            await self._handle(scope, receive, send, record)
+        except BaseException as exc:
+            # hypercorn never cancels a request; only the server stopping does
+            # (after its grace period). The cancel may come grouped by a nursery.
+            if only_cancelled(exc):
+                record.end(Outcome.SHUTDOWN, 503)
+            raise
+        finally:
+            self._inflight.remove(record)
+            self._metrics.finished(record)
+            record.log()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
+        tail = client_tail(scope["raw_path"])
+        if tail is None or not client_query_ok(scope["query_string"]):
+            rec.end(Outcome.COMPLETED, 400)
+            await send_json_error(
+                send,
+                400,
+                "invalid path: dot segments, control bytes and bytes outside RFC 3986 are refused",
+                "invalid_request_error",
+                "invalid_path",
+            )
+            return
+        try:
+            # A bare scope: trio.fail_after is a generator-based context manager.
+            with trio.CancelScope(deadline=trio.current_time() + self._body_timeout_s) as late:
+                body = await self._read_body(scope, receive)
+            if late.cancelled_caught:
+                raise trio.TooSlowError
+        except _ClientGone:
+            rec.client_closed_at = time.monotonic()
+            rec.end(Outcome.CLIENT_CLOSED)
+            return
+        except _BodyTooLarge:
+            rec.end(Outcome.COMPLETED, 413)
+            limit = self._config.max_body_bytes
+            await send_json_error(
+                send,
+                413,
+                f"request body over {limit} bytes",
+                "invalid_request_error",
+                "request_too_large",
+            )
+            return
+        except trio.TooSlowError:
+            rec.end(Outcome.COMPLETED, 408)
+            await send_json_error(
+                send,
+                408,
+                f"request body not received within {self._config.body_timeout_s:g} s",
+                "invalid_request_error",
+                "request_timeout",
+                close=True,
+            )
+            return
+        if gone_already(receive):  # a stop that came with the body: open nothing upstream
+            rec.client_closed_at = time.monotonic()
+            rec.end(Outcome.CLIENT_CLOSED)
+            return
+        merged = scope["raw_path"] == b"/v1/models" and len(self._router.upstreams) > 1
+        upstream = self._router.default if merged else self._route(body, rec)
+        if upstream is None:
+            rec.end(Outcome.COMPLETED, 404)
+            await send_json_error(
+                send,
+                404,
+                f"model {rec.model!r} is not served here",
+                "invalid_request_error",
+                "model_not_found",
+            )
+            return
+        async with trio.open_nursery() as nursery:
+            rec.cancel_scope = nursery.cancel_scope
+            scope[CLIENT_GONE] = rec.client_gone  # hypercorn's read task calls it first
+            nursery.start_soon(_watch_client, receive, rec)
+            method = scope["method"].encode("ascii")
+            exchange = Exchange(method, tail, scope["query_string"], scope["headers"], body)
+            if merged:  # in the same race: a stop ends the upstreams' model lookups too
+                await self._forwarder.merged_models(exchange, send, rec)
+                nursery.cancel_scope.cancel()
+                return
+            beat = Heartbeat(send, self._config.heartbeat_s)
+            if beat.enabled:
+                nursery.start_soon(beat.run)
+            early = self._config.early_headers and asks_for_stream(body)
+            if early:
+                await start_event_stream(send, rec, beat)
+            await self._forwarder.forward(exchange, send, rec, upstream, beat, early)
+            nursery.cancel_scope.cancel()
+        rec.upstream_closed_at = time.monotonic()
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self._config.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
+        # The body is parsed only when its model decides where it goes, or
+        # when the admin's listing will show it; else a cheap look serves the
+        # log and the metrics.
+        if not self._router.needs_model and self._config.admin_key is None:
+            at = body.find(b'"model"')  # bytes.find is fast; a regex scan of a long prompt is not
+            found = _MODEL.match(body, at) if at >= 0 else None
+            rec.model = found[1].decode("utf-8", "replace") if found else ""
+            return self._router.default
+        try:
+            model = json.loads(body).get("model") if body else None
+        except (ValueError, AttributeError, RecursionError):
+            model = None
+        if not isinstance(model, str):
+            return self._router.default  # no model (GET /v1/files, ...): the first upstream
+        rec.model = model
+        return self._router.route(model) if self._router.needs_model else self._router.default
+
+
+def gone_already(receive: Receive) -> bool:
+    """Whether the client's disconnect is already waiting in hypercorn's queue.
+
+    A stream reset (or a FIN) that arrived while the body was read sits there
+    unseen until someone calls ``receive()``; the relay must not open an
+    upstream connection for it. hypercorn's ``receive`` is a trio memory
+    channel's: taking a message without blocking is safe there (unlike a
+    ``receive()`` under a zero timeout, which can lose it). Once the body is
+    whole, the only message left to come is the disconnect.
+    """
+    channel = getattr(receive, "__self__", None)
+    if not isinstance(channel, trio.MemoryReceiveChannel):
+        return False
+    try:
+        message = channel.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+        return False
+    return bool(message["type"] == "http.disconnect")
+
+
+async def _watch_client(receive: Receive, rec: RequestRecord) -> None:
+    """Wait for the client to leave, then stop the relay (and with it the upstream)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    rec.client_gone()  # a no-op if hypercorn's read task called it already

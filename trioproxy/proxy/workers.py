@@ -1,0 +1,160 @@
+"""Several worker processes on one port: ``--workers N``.
+
+The parent binds the listening socket once and starts N copies of
+``trioproxy serve`` that inherit it (hypercorn's ``fd://`` bind); the kernel
+spreads connections among them. Each worker is a whole proxy: a request
+lives and dies in one worker, and no state is shared. SIGTERM and SIGINT
+reach every worker, each drains for its grace period, and the parent exits
+when they have.
+
+A worker that exits while the server is not stopping is logged and replaced,
+after a delay that doubles with each quick failure (0.5 s up to 30 s) and
+resets once a worker has lived a minute. The parent keeps the listening
+socket for that; connections queue in the kernel meanwhile.
+
+The parent also makes the server's run directory (removed when it exits):
+each worker's control socket, through which any worker's admin sees and
+cancels the others' requests (:mod:`trioproxy.proxy.admin.cluster`), and the metrics'
+per-worker files, which any worker's ``/metrics`` sums (:mod:`trioproxy.proxy.admin.metrics`).
+When a worker exits, its socket and its live gauges go; its counters stay.
+"""
+
+import contextlib
+import ctypes
+import logging
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from types import FrameType
+
+from prometheus_client.multiprocess import mark_process_dead
+
+from trioproxy.proxy.admin.cluster import RUN_DIR, socket_path
+from trioproxy.proxy.admin.metrics import MULTIPROC_DIR
+from trioproxy.proxy.gateway.tally import forget_worker
+
+__all__ = ["LISTEN_FD", "run_workers"]
+
+LISTEN_FD = "TRIOPROXY_LISTEN_FD"
+
+log = logging.getLogger("trioproxy.workers")
+
+_FIRST_DELAY_S = 0.5
+_MAX_DELAY_S = 30.0
+_HEALTHY_AFTER_S = 60.0
+
+
+class _Supervisor:
+    def __init__(self, argv: list[str], env: dict[str, str], listen_fd: int) -> None:
+        self._argv = argv
+        self._env = env
+        self._fd = listen_fd
+        self._run_dir = env[RUN_DIR]
+        self.workers: dict[int, float] = {}  # pid -> when it started
+        self.stopping = False
+        self._delay_s = _FIRST_DELAY_S
+
+    def start(self) -> int:
+        worker = subprocess.Popen(
+            self._argv, env=self._env, pass_fds=(self._fd,), preexec_fn=_end_with_parent
+        )
+        self.workers[worker.pid] = time.monotonic()
+        return worker.pid
+
+    def forward(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        for pid in self.workers:
+            # One that exited already is still to be collected by os.wait().
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def exited(self, pid: int) -> None:
+        """Forget a worker: its control socket, its tallies and live gauges; its counters stay."""
+        self.workers.pop(pid)
+        socket_path(self._run_dir, pid).unlink(missing_ok=True)
+        forget_worker(self._run_dir, pid)
+        mark_process_dead(pid, self._env[MULTIPROC_DIR])  # type: ignore[no-untyped-call]
+
+    def replace(self, pid: int, code: int) -> None:
+        lived_s = time.monotonic() - self.workers[pid]
+        self.exited(pid)
+        if lived_s >= _HEALTHY_AFTER_S:
+            self._delay_s = _FIRST_DELAY_S
+        log.warning(
+            "worker %d exited (%s) after %.1f s; starting another in %.1f s",
+            pid,
+            _describe(code),
+            lived_s,
+            self._delay_s,
+        )
+        deadline = time.monotonic() + self._delay_s
+        self._delay_s = min(self._delay_s * 2, _MAX_DELAY_S)
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))  # a signal meanwhile stops the replacing
+        if not self.stopping:
+            log.info("worker %d started in place of worker %d", self.start(), pid)
+
+
+def _end_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL, so no
+    orphaned worker keeps serving (and holding upstream streams) with no supervisor."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _describe(code: int) -> str:
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
+
+
+def run_workers(count: int, host: str, port: int) -> None:
+    listener = socket.create_server((host, port), backlog=4096, reuse_port=False)
+    listener.set_inheritable(True)
+    run_dir = tempfile.mkdtemp(prefix="trioproxy-")  # 0700: only this user reaches the sockets
+    metrics_dir = pathlib.Path(run_dir) / "metrics"
+    metrics_dir.mkdir()
+    env = os.environ | {
+        LISTEN_FD: str(listener.fileno()),
+        RUN_DIR: run_dir,
+        MULTIPROC_DIR: str(metrics_dir),
+    }
+    argv = [sys.executable, "-m", "trioproxy", *sys.argv[1:]]
+    # Each worker would start workers of its own without this.
+    argv += ["--workers", "1"]
+    supervisor = _Supervisor(argv, env, listener.fileno())
+    signal.signal(signal.SIGTERM, supervisor.forward)
+    signal.signal(signal.SIGINT, supervisor.forward)
+    try:
+        codes = _supervise(supervisor, count)
+    finally:
+        listener.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    sys.exit(max(codes, default=0))
+
+
+def _supervise(supervisor: _Supervisor, count: int) -> list[int]:
+    """Start the workers, replace those that die, and return the exit codes at the end."""
+    for _ in range(count):
+        supervisor.start()
+    codes = []
+    while supervisor.workers:
+        pid, status = os.wait()
+        code = os.waitstatus_to_exitcode(status)
+        if pid not in supervisor.workers:
+            continue
+        if supervisor.stopping:
+            supervisor.exited(pid)
+            codes.append(code)
+        else:
+            supervisor.replace(pid, code)
+    return codes

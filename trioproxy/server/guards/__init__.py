@@ -1,0 +1,50 @@
+"""Patches to hypercorn 0.18 (and its h11 and h2): faults a client can trigger,
+and per-request and per-write costs measured on the hot path.
+
+Each patches the narrowest point that fixes its fault or cost, once per
+process, when :func:`install` runs; each has a regression test on real
+sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
+
+- :mod:`.connection`: no exception in one connection's task ends the server
+  (the class of fault, whatever the next hypercorn bug of this kind is); a
+  connection's close is never cut short by the cancel of the request that
+  asked for it; accept errors at the fd limit log once in a while, not every
+  0.1 s.
+- :mod:`.idle`: the keep-alive idle timer re-armed by moving one deadline,
+  not by starting a task twice per request.
+- :mod:`.fastwrite`: a write to a plain TCP client goes straight to the
+  socket when no other write is under way (no lock, no cancel scope).
+- :mod:`.gone`: a client's leaving closes its upstream in the read task's
+  own step, not a trio batch later in the relay's watcher.
+- :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
+  bytes never blind hypercorn's read loop to a client leaving.
+- :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
+  process; DATA for a closed stream no longer kills the connection; a client
+  that does not read stalls its stream's sender (flow control end to end);
+  resets per connection are limited ("rapid reset"), and a stream reset in
+  the same read as its request never starts at all.
+
+Per-server limits are read from hypercorn's ``Config`` (see
+:func:`trioproxy.server.hypercorn_config`), falling back to the defaults in
+:data:`DEFAULTS`.
+"""
+
+from trioproxy.server.guards import connection, fastwrite, gone, http1, http2, idle
+from trioproxy.server.guards.limits import DEFAULTS, ServerLimits
+
+__all__ = ["DEFAULTS", "ServerLimits", "install"]
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    connection.install()
+    fastwrite.install()
+    gone.install()
+    idle.install()
+    http1.install()
+    http2.install()

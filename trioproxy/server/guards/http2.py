@@ -1,0 +1,174 @@
+"""HTTP/2 guards: what one stream or one connection may do to the server.
+
+1. Pseudo-headers. hypercorn decodes ``:method`` and ``:path`` as ASCII; one
+   non-ASCII byte raised ``UnicodeDecodeError`` out of the connection's task
+   and ended the server. A request whose ``:method`` is not an RFC 9110 token
+   or whose ``:path`` is not printable ASCII is reset (PROTOCOL_ERROR) before
+   hypercorn sees it.
+
+2. DATA after close. A DATA frame for a stream hypercorn already closed (a
+   POST answered before its body finished: a 413, a 404) raised ``KeyError``
+   and killed the connection with every sibling stream (hypercorn issue
+   #329). Such DATA is dropped, its flow-control credit returned.
+
+3. Flow control. hypercorn's ``StreamBuffer.pop(0)`` (the client's window is
+   0) returned ``b""``, "under the low-water mark", and unpaused the sender,
+   so ``send()`` never blocked and a relay drained its upstream into memory
+   for a client that read nothing. The buffer here unpauses on what is *left*
+   in it, so ``send()`` waits once ``h2_stream_buffer_bytes`` are held.
+
+4. Resets. A stream reset in the same read as the request that opened it
+   never starts (no task, no upstream connection), and a connection that
+   resets more than ``h2_max_resets_per_s`` streams in a second is closed
+   with GOAWAY(ENHANCE_YOUR_CALM) (CVE-2023-44487, "rapid reset").
+"""
+
+import contextlib
+import logging
+import re
+from typing import Any
+
+import h2.errors
+import h2.events
+import h2.exceptions
+import hypercorn.protocol.h2 as hypercorn_h2
+import trio
+from hypercorn.events import Closed
+from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
+
+from trioproxy.server.guards.limits import limits_of
+
+__all__ = ["FlowControlledBuffer", "install"]
+
+log = logging.getLogger("trioproxy.server")
+
+_PROTOCOL_ERROR = h2.errors.ErrorCodes.PROTOCOL_ERROR
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PATH = re.compile(rb"[\x21-\x7e]+")
+
+
+class FlowControlledBuffer(StreamBuffer):
+    """hypercorn's per-stream send buffer, holding at most ``high_water`` bytes
+    (plus the one chunk that crossed it) for a client that is not reading."""
+
+    high_water = limits_of(None).h2_stream_buffer_bytes
+
+    async def push(self, data: bytes) -> None:
+        if self._complete:
+            raise hypercorn_h2.BufferCompleteError()
+        self.buffer.extend(data)
+        await self._is_empty.clear()
+        if len(self.buffer) >= self.high_water:
+            await self._paused.wait()
+            await self._paused.clear()
+
+    async def pop(self, max_length: int) -> bytes:
+        length = min(len(self.buffer), max_length)
+        data = bytes(self.buffer[:length])
+        del self.buffer[:length]
+        if len(self.buffer) < self.high_water // 2:  # what is left, not what was taken
+            await self._paused.set()
+        if not self.buffer:
+            await self._is_empty.set()
+        return data
+
+
+def _bad_request_line(event: h2.events.RequestReceived) -> str | None:
+    pseudo: dict[bytes, bytes] = {}
+    for name, value in event.headers or ():
+        if name[:1] == b":":
+            if name in pseudo:
+                return f"repeated {name.decode('ascii', 'replace')}"
+            pseudo[name] = value
+    method, path = pseudo.get(b":method", b""), pseudo.get(b":path", b"")
+    if not _TOKEN.fullmatch(method):
+        return "bad :method"
+    # Only a plain CONNECT has no :path; an extended one (:protocol, WebSocket
+    # over HTTP/2) has one, and hypercorn decodes it like any other.
+    plain_connect = method == b"CONNECT" and b":protocol" not in pseudo
+    if not plain_connect and not _PATH.fullmatch(path):
+        return "bad :path"
+    return None
+
+
+class _ResetBudget:
+    """Resets in the current one-second window of one connection."""
+
+    __slots__ = ("count", "window")
+
+    def __init__(self) -> None:
+        self.window = 0.0
+        self.count = 0
+
+    def spend(self, limit: int) -> bool:
+        """Count one reset; False once the window's budget is spent."""
+        now = trio.current_time()
+        if now - self.window >= 1.0:
+            self.window, self.count = now, 0
+        self.count += 1
+        return self.count <= limit
+
+
+def _budget(protocol: Any) -> _ResetBudget:
+    budget: _ResetBudget | None = getattr(protocol, "_trioproxy_resets", None)
+    if budget is None:
+        budget = _ResetBudget()
+        protocol._trioproxy_resets = budget
+    return budget
+
+
+async def _calm_down(protocol: Any) -> None:
+    log.warning(
+        "HTTP/2 connection from %s closed: over %d stream resets a second",
+        protocol.client,
+        limits_of(protocol.config).h2_max_resets_per_s,
+    )
+    with contextlib.suppress(h2.exceptions.ProtocolError):
+        protocol.connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+    await protocol._flush()
+    await protocol.send(Closed())
+
+
+def install() -> None:
+    setattr(hypercorn_h2, "StreamBuffer", FlowControlledBuffer)  # noqa: B010 (mypy: misc)
+    handle_events = H2Protocol._handle_events
+    create_stream = H2Protocol._create_stream
+
+    async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
+        limit = limits_of(self.config).h2_max_resets_per_s
+        reset_now = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset)}
+        known: list[h2.events.Event] = []
+        for event in events:
+            if isinstance(event, h2.events.StreamReset) and not _budget(self).spend(limit):
+                await handle_events(self, known)
+                return await _calm_down(self)
+            if isinstance(event, h2.events.RequestReceived):
+                bad = _bad_request_line(event)
+                if bad is not None:
+                    log.info("HTTP/2 stream from %s reset: %s", self.client, bad)
+                    self.connection.reset_stream(event.stream_id, _PROTOCOL_ERROR)
+                    continue
+                if event.stream_id in reset_now:
+                    continue  # reset in the same read: never started, never sent upstream
+                # Streams are created while events are handled: a stream
+                # opened in this batch must exist before its DATA is checked.
+                await handle_events(self, [*known, event])
+                known = []
+                continue
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                with contextlib.suppress(h2.exceptions.StreamClosedError):
+                    self.connection.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+                continue
+            known.append(event)
+        await handle_events(self, known)
+
+    async def _create_stream(self: Any, request: h2.events.RequestReceived) -> None:
+        await create_stream(self, request)
+        buffer = self.stream_buffers.get(request.stream_id)
+        if buffer is not None:
+            buffer.high_water = limits_of(self.config).h2_stream_buffer_bytes
+
+    setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010 (mypy: method-assign)
+    setattr(H2Protocol, "_create_stream", _create_stream)  # noqa: B010

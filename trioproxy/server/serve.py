@@ -1,0 +1,60 @@
+"""hypercorn's trio worker, hardened: any ASGI app, served behind the guards.
+
+:func:`serve_app` reports the bound addresses through ``task_status`` so
+tests can bind port 0. The proxy and the simulated upstream both run on it.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from trioproxy.asgi import ASGIApp
+from trioproxy.server import guards
+from trioproxy.server.guards.limits import DEFAULTS, ServerLimits, attach
+
+__all__ = ["hypercorn_config", "serve_app"]
+
+
+def hypercorn_config(
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    *,
+    keep_alive_s: float = 5.0,
+    limits: ServerLimits = DEFAULTS,
+) -> Config:
+    config = Config()
+    attach(config, limits)  # read by the guards, per connection
+    # An idle keep-alive connection is closed after this long.
+    config.keep_alive_timeout = keep_alive_s
+    # hypercorn waits 60 s for a TLS handshake: a cheap way to hold a connection.
+    config.ssl_handshake_timeout = 10.0
+    config.bind = [f"{host}:{port}"]
+    config.certfile = certfile
+    config.keyfile = keyfile
+    config.accesslog = None  # the relay writes its own line, with the outcome
+    # hypercorn logs start-up and its own failures here; its default name,
+    # "hypercorn.error", would put "error" on every start-up line.
+    config.errorlog = logging.getLogger("trioproxy.server")
+    config.include_server_header = False
+    # hypercorn's backlog of 100 drops the SYNs of a burst of clients, which
+    # then retry a second later: a storm must be accepted at once.
+    config.backlog = 4096
+    # A relayed answer carries the upstream's own Date; a second one would be noise.
+    config.include_date_header = False
+    return config
+
+
+async def serve_app(
+    app: ASGIApp,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    guards.install()
+    await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]
