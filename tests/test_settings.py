@@ -4,6 +4,8 @@ import pathlib
 
 import pytest
 
+from trioproxy.cli import _parser
+from trioproxy.proxy.gateway import options
 from trioproxy.proxy.gateway.settings import SettingsError, load
 
 GOOD = """
@@ -101,3 +103,44 @@ def test_the_example_file_is_valid() -> None:
     (alice,) = settings.proxy.client_keys
     assert (alice.name, alice.max_concurrent, alice.per_minute) == ("alice", 4, 60)
     assert alice.key == "sk-secret-9" and "sk-secret" not in repr(alice)  # never logged
+
+
+def test_the_readme_option_table_is_the_settings_table() -> None:
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    assert options.rewrite(readme) == readme, (
+        "run: python -m trioproxy.proxy.gateway.options README.md"
+    )
+
+
+_SAMPLES: dict[object, object] = {str: "x.example", int: 7, float: 2.5}
+
+
+@pytest.mark.parametrize("opt", [o for o in options.OPTIONS if o.name != "config"], ids=str)
+def test_every_option_comes_from_the_command_line_a_variable_or_the_file(
+    opt: options.Option,
+) -> None:
+    value: object = True if opt.flag else _SAMPLES[opt.kind]
+    wanted = [value] if opt.repeat else value
+    text = "true" if opt.flag else str(value)
+    assert options.resolve({}, {}, {opt.name: wanted})[opt.name] == wanted
+    if opt.variable:
+        assert options.resolve({}, {opt.variable: text}, {})[opt.name] == wanted
+    if opt.toml:
+        section, key = opt.toml.split(".")
+        assert options.resolve({section: {key: wanted}}, {}, {})[opt.name] == wanted
+    assert options.resolve({}, {}, {})[opt.name] == opt.default  # and nothing given: the default
+
+
+def test_a_variable_of_the_wrong_type_names_itself() -> None:
+    with pytest.raises(SettingsError, match="TRIOPROXY_PORT: 'eighty' is not a int"):
+        load(None, {}, {"TRIOPROXY_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="TRIOPROXY_EARLY_HEADERS"):
+        load(None, {}, {"TRIOPROXY_EARLY_HEADERS": "maybe"})
+    assert load(None, {}, {"TRIOPROXY_EARLY_HEADERS": "yes"}).proxy.early_headers
+
+
+def test_the_command_line_parses_into_every_option() -> None:
+    args = _parser().parse_args(["serve", "--port", "9", "--api-key", "a", "--api-key", "b"])
+    assert {o.name for o in options.OPTIONS} <= set(vars(args))
+    settings = load(None, {o.name: getattr(args, o.name) for o in options.OPTIONS}, {})
+    assert (settings.port, settings.proxy.api_keys) == (9, frozenset({"a", "b"}))

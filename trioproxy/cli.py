@@ -13,6 +13,7 @@ import trio
 
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
+from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
 from trioproxy.proxy.workers import LISTEN_FD, run_workers
 from trioproxy.server import hypercorn_config
@@ -33,106 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the proxy",
         description="Options override the --config file and TRIOPROXY_* variables.",
     )
-    add = serve.add_argument
-    add(
-        "--config",
-        default=os.environ.get("TRIOPROXY_CONFIG"),
-        metavar="TOML",
-        help="settings file (default: $TRIOPROXY_CONFIG); see docs/trioproxy.example.toml",
-    )
-    add(
-        "--upstream",
-        help="OpenAI-style base URL, e.g. http://127.0.0.1:8080/v1 "
-        "(default: the file's upstreams, else the built-in simulated upstream, in-process)",
-    )
-    add("--host", help="default 127.0.0.1")
-    add("--port", type=int, help="default 8000")
-    add("--upstream-key", help="replaces the client's Authorization upstream")
-    add("--upstream-ca", metavar="PEM", help="CA bundle to verify an HTTPS upstream")
-    add("--certfile", help="TLS certificate (PEM); enables HTTPS and HTTP/2")
-    add("--keyfile", help="TLS private key (PEM)")
-    add("--connect-timeout", type=float, metavar="S", help="default 10")
-    add(
-        "--headers-timeout",
-        type=float,
-        metavar="S",
-        help="longest wait for upstream response headers (default 600)",
-    )
-    add(
-        "--idle-timeout",
-        type=float,
-        metavar="S",
-        help="longest upstream silence between chunks (default 300)",
-    )
-    add("--max-body-mib", type=float, metavar="MIB", help="larger bodies get 413 (default 32)")
-    add(
-        "--body-timeout",
-        type=float,
-        metavar="S",
-        help="the whole request body must arrive within this long, else 408 (default 60)",
-    )
-    add(
-        "--keep-alive-timeout",
-        type=float,
-        metavar="S",
-        help="close a client connection idle this long between requests (default 5)",
-    )
-    add(
-        "--h2-stream-buffer-kib",
-        type=float,
-        metavar="KIB",
-        help="answer bytes held for an HTTP/2 stream whose client is not reading; past it "
-        "the upstream is no longer read (default 64)",
-    )
-    add(
-        "--h2-max-resets",
-        type=int,
-        metavar="N",
-        help="stream resets per second that close an HTTP/2 connection (default 200)",
-    )
-    add(
-        "--send-stall",
-        type=float,
-        metavar="S",
-        help="cut off a client that takes no byte of an answer for this long (default 60)",
-    )
-    add(
-        "--api-key",
-        action="append",
-        metavar="KEY",
-        help="a key clients must send as Authorization: Bearer (repeatable)",
-    )
-    add(
-        "--admin-key",
-        metavar="KEY",
-        help="enables the admin (the /admin/ page, /admin/requests) for this key",
-    )
-    add(
-        "--cors-origin",
-        action="append",
-        metavar="ORIGIN",
-        help="a browser origin allowed to call the proxy (repeatable; * for any)",
-    )
-    add(
-        "--heartbeat",
-        type=float,
-        metavar="S",
-        help="SSE comment after this many seconds of upstream silence (default off)",
-    )
-    add(
-        "--early-headers",
-        action="store_true",
-        default=None,
-        help="answer streaming requests 200 at once, with heartbeats until the upstream "
-        "answers (its errors then arrive as SSE error events)",
-    )
-    add(
-        "--grace-period",
-        type=float,
-        metavar="S",
-        help="on SIGTERM, how long streams in flight may finish (default 30)",
-    )
-    add("--workers", type=int, metavar="N", help="worker processes on one port (default 1)")
+    add_to(serve)
 
     sim = commands.add_parser("sim", help="run the simulated upstream alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -229,36 +131,10 @@ class _Stop:
             self._signals.__exit__(None, None, None)
 
 
-_SERVE_OPTIONS = (
-    "upstream",
-    "host",
-    "port",
-    "upstream_key",
-    "upstream_ca",
-    "certfile",
-    "keyfile",
-    "connect_timeout",
-    "headers_timeout",
-    "idle_timeout",
-    "max_body_mib",
-    "body_timeout",
-    "keep_alive_timeout",
-    "h2_stream_buffer_kib",
-    "h2_max_resets",
-    "send_stall",
-    "api_key",
-    "admin_key",
-    "cors_origin",
-    "heartbeat",
-    "early_headers",
-    "grace_period",
-    "workers",
-)
-
-
 def _settings(args: argparse.Namespace) -> ServerSettings:
     try:
-        return load(args.config, {name: getattr(args, name) for name in _SERVE_OPTIONS})
+        path = args.config or os.environ.get("TRIOPROXY_CONFIG")
+        return load(path, {opt.name: getattr(args, opt.name) for opt in OPTIONS})
     except SettingsError as exc:
         sys.exit(f"trioproxy: configuration error: {exc}")
 

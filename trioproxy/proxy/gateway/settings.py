@@ -10,35 +10,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trioproxy.proxy.gateway.config import ClientKey, MiB, ProxyConfig
+from trioproxy.proxy.gateway.options import OPTIONS, OptionError, resolve
 from trioproxy.proxy.gateway.routing import Upstream
 from trioproxy.server.guards import DEFAULTS, ServerLimits
 
 __all__ = ["ServerSettings", "SettingsError", "load"]
 
-_SCHEMA: dict[str, set[str]] = {
-    "server": {
-        "host",
-        "port",
-        "certfile",
-        "keyfile",
-        "workers",
-        "grace_period_s",
-        "keep_alive_s",
-    },
-    "timeouts": {"connect_s", "headers_s", "idle_s", "cooldown_s"},
-    "limits": {
-        "max_body_mib",
-        "body_timeout_s",
-        "h2_stream_buffer_kib",
-        "h2_max_resets_per_s",
-        "send_stall_s",
-    },
-    "auth": {"api_keys", "api_keys_env", "admin_key_env"},
-    "stream": {"heartbeat_s", "early_headers"},
-    "cors": {"origins"},
+# What only a file says, beside the options' own keys (:data:`.options.OPTIONS`).
+_FILE_ONLY: dict[str, set[str]] = {
+    "auth": {"api_keys_env", "admin_key_env"},
     "upstream": {"name", "url", "api_key_env", "models", "fallback", "ca"},
     "key": {"name", "key_env", "max_concurrent", "per_minute"},
 }
+_SCHEMA: dict[str, set[str]] = {section: set(keys) for section, keys in _FILE_ONLY.items()}
+for _opt in OPTIONS:
+    if _opt.toml:
+        _section, _key = _opt.toml.split(".")
+        _SCHEMA.setdefault(_section, set()).add(_key)
 
 
 class SettingsError(Exception):
@@ -64,68 +52,54 @@ def load(
 ) -> ServerSettings:
     """Merge the file at ``path`` (if any), ``TRIOPROXY_*`` variables and CLI values.
 
-    ``cli`` holds only the options the user gave (None values are ignored).
+    ``cli`` holds the command line's values by option name; None is "not given".
     """
     env = dict(os.environ) if env is None else env
     data = _read(path) if path else {}
     _check_keys(data, path or "")
-    server, timeouts = data.get("server", {}), data.get("timeouts", {})
-    limits, auth, stream = data.get("limits", {}), data.get("auth", {}), data.get("stream", {})
-    from_env = {
-        "host": env.get("TRIOPROXY_HOST"),
-        "port": env.get("TRIOPROXY_PORT"),
-        "upstream": env.get("TRIOPROXY_UPSTREAM"),
-        "upstream_key": env.get("TRIOPROXY_UPSTREAM_KEY"),
-        "admin_key": env.get("TRIOPROXY_ADMIN_KEY"),
-        "api_key": [k for k in env.get("TRIOPROXY_API_KEYS", "").split(",") if k] or None,
-    }
-    over: dict[str, Any] = {k: v for k, v in from_env.items() if v is not None}
-    over |= {k: v for k, v in cli.items() if v is not None}
-
+    try:
+        v = resolve(data, env, cli)
+    except OptionError as exc:
+        raise SettingsError(str(exc)) from None
     upstreams = _upstreams(data.get("upstream", []), env)
-    if over.get("upstream"):
-        upstreams = (_upstream("default", str(over["upstream"]), over.get("upstream_key")),)
-    api_keys = list(auth.get("api_keys", []))
+    if v["upstream"]:
+        upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"]),)
+    auth = data.get("auth", {})
+    api_keys = [*v["api_key"]]
     api_keys += [_env(env, name, "auth.api_keys_env") for name in auth.get("api_keys_env", [])]
-    api_keys += list(over.get("api_key") or [])
     admin_env = auth.get("admin_key_env")
-    admin_key = over.get("admin_key") or (
+    admin_key = v["admin_key"] or (
         _env(env, admin_env, "auth.admin_key_env") if admin_env else None
     )
     proxy = ProxyConfig(
         upstream=upstreams[0].url if upstreams else "",
         upstreams=upstreams,
-        connect_timeout_s=float(over.get("connect_timeout", timeouts.get("connect_s", 10.0))),
-        headers_timeout_s=float(over.get("headers_timeout", timeouts.get("headers_s", 600.0))),
-        idle_timeout_s=float(over.get("idle_timeout", timeouts.get("idle_s", 300.0))),
-        cooldown_s=float(timeouts.get("cooldown_s", 10.0)),
-        max_body_bytes=int(float(over.get("max_body_mib", limits.get("max_body_mib", 32))) * MiB),
-        body_timeout_s=float(over.get("body_timeout", limits.get("body_timeout_s", 60.0))),
-        upstream_ca=over.get("upstream_ca"),
+        connect_timeout_s=float(v["connect_timeout"]),
+        headers_timeout_s=float(v["headers_timeout"]),
+        idle_timeout_s=float(v["idle_timeout"]),
+        cooldown_s=float(v["cooldown"]),
+        max_body_bytes=int(float(v["max_body_mib"]) * MiB),
+        body_timeout_s=float(v["body_timeout"]),
+        upstream_ca=v["upstream_ca"],
         api_keys=frozenset(api_keys),
         client_keys=_client_keys(data.get("key", []), env),
         admin_key=admin_key,
-        cors_origins=tuple(over.get("cors_origin") or data.get("cors", {}).get("origins", [])),
-        heartbeat_s=float(over.get("heartbeat", stream.get("heartbeat_s", 0.0))),
-        early_headers=bool(over.get("early_headers") or stream.get("early_headers", False)),
+        cors_origins=tuple(v["cors_origin"]),
+        heartbeat_s=float(v["heartbeat"]),
+        early_headers=bool(v["early_headers"]),
     )
     return ServerSettings(
-        host=str(over.get("host", server.get("host", "127.0.0.1"))),
-        port=int(over.get("port", server.get("port", 8000))),
-        certfile=over.get("certfile", server.get("certfile")),
-        keyfile=over.get("keyfile", server.get("keyfile")),
-        workers=int(over.get("workers", server.get("workers", 1))),
-        grace_period_s=float(over.get("grace_period", server.get("grace_period_s", 30.0))),
-        keep_alive_s=float(over.get("keep_alive_timeout", server.get("keep_alive_s", 5.0))),
+        host=str(v["host"]),
+        port=int(v["port"]),
+        certfile=v["certfile"],
+        keyfile=v["keyfile"],
+        workers=int(v["workers"]),
+        grace_period_s=float(v["grace_period"]),
+        keep_alive_s=float(v["keep_alive_timeout"]),
         limits=ServerLimits(
-            h2_stream_buffer_bytes=int(
-                float(over.get("h2_stream_buffer_kib", limits.get("h2_stream_buffer_kib", 64)))
-                * 1024
-            ),
-            h2_max_resets_per_s=int(
-                over.get("h2_max_resets", limits.get("h2_max_resets_per_s", 200))
-            ),
-            send_stall_s=float(over.get("send_stall", limits.get("send_stall_s", 60.0))),
+            h2_stream_buffer_bytes=int(float(v["h2_stream_buffer_kib"]) * 1024),
+            h2_max_resets_per_s=int(v["h2_max_resets"]),
+            send_stall_s=float(v["send_stall"]),
         ),
         proxy=proxy,
     )

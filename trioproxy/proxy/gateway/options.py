@@ -1,0 +1,218 @@
+"""Every setting of ``trioproxy serve``, once: its option, TOML key, variable and default.
+
+This table drives the command line (:func:`add_to`), the TOML keys and the
+``TRIOPROXY_*`` variables :mod:`.settings` reads (:func:`resolve`), and the
+option table in the README (:func:`markdown`; ``python -m
+trioproxy.proxy.gateway.options README.md`` rewrites it, and a test checks
+that it is current). What only a file can say (several upstreams, named keys
+with limits, keys read from other variables) is in :mod:`.settings`.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["OPTIONS", "Option", "OptionError", "add_to", "markdown", "resolve"]
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+class OptionError(ValueError):
+    """A value the option cannot take; the message names where it came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    """The command line's ``--name`` (with dashes) and the key :func:`resolve` returns."""
+    kind: Callable[[str], Any]
+    """``str``, ``int`` or ``float``; for ``repeat`` options, the type of one item."""
+    default: Any
+    meaning: str
+    """For ``--help`` and the README."""
+    metavar: str | None = None
+    toml: str | None = None
+    """``section.key`` in the settings file, or None."""
+    env: str | None = ""
+    """The variable; "" means ``TRIOPROXY_`` and the name in capitals; None: none."""
+    flag: bool = False
+    """Takes no value (``--early-headers``); true in a file or variable is ``true``/``1``."""
+    repeat: bool = False
+    """May be given several times; a variable or file gives a list (a comma-separated one)."""
+    accumulate: bool = False
+    """The file's list and the command line's (or the variable's) add up, no one wins."""
+    shown_default: str | None = None
+    """The README's default column, where the value itself would say less."""
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def variable(self) -> str | None:
+        return f"TRIOPROXY_{self.name.upper()}" if self.env == "" else self.env
+
+    def parse(self, text: str, where: str) -> Any:
+        """A string from a variable, as this option's type."""
+        if self.flag:
+            if text.lower() not in _TRUE | _FALSE:
+                raise OptionError(f"{where}: {text!r} is not true or false")
+            return text.lower() in _TRUE
+        if self.repeat:
+            return [self._one(item.strip(), where) for item in text.split(",") if item.strip()]
+        return self._one(text, where)
+
+    def _one(self, text: str, where: str) -> Any:
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise OptionError(f"{where}: {text!r} is not a {self.kind.__name__}") from None
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("config", str, None, "settings file: several upstreams routed by model, replicas "
+           "balanced by requests in flight, fallbacks, named keys with limits "
+           "([example](docs/trioproxy.example.toml))", "TOML", shown_default="none"),
+    Option("upstream", str, None, "OpenAI-style base URL: `/v1/chat/completions` goes to "
+           "`URL/chat/completions`; replaces the file's upstreams", "URL",
+           shown_default="the file's, else the built-in simulator"),
+    Option("host", str, "127.0.0.1", "where to listen (HTTP/1.1 and h2c)", "HOST",
+           toml="server.host"),
+    Option("port", int, 8000, "the port to listen on", "PORT", toml="server.port"),
+    Option("certfile", str, None, "serve HTTPS (PEM certificate); browsers then speak HTTP/2",
+           "PEM", toml="server.certfile", shown_default="none"),
+    Option("keyfile", str, None, "the certificate's private key (PEM)", "PEM",
+           toml="server.keyfile", shown_default="none"),
+    Option("upstream_key", str, None, "sent upstream as `Authorization: Bearer KEY`, in place "
+           "of every client credential", "KEY", shown_default="none"),
+    Option("upstream_ca", str, None, "verify an HTTPS upstream with this CA bundle", "PEM",
+           shown_default="certifi's CAs"),
+    Option("connect_timeout", float, 10.0, "connecting to the upstream", "S",
+           toml="timeouts.connect_s"),
+    Option("headers_timeout", float, 600.0, "waiting for the upstream's response headers "
+           "(504 past it)", "S", toml="timeouts.headers_s"),
+    Option("idle_timeout", float, 300.0, "upstream silence between chunks (the stream ends "
+           "with an SSE `error` event)", "S", toml="timeouts.idle_s"),
+    Option("cooldown", float, 10.0, "how long an upstream whose connections fail is skipped "
+           "while it has replicas", "S", toml="timeouts.cooldown_s"),
+    Option("max_body_mib", float, 32.0, "larger request bodies get 413", "MIB",
+           toml="limits.max_body_mib"),
+    Option("body_timeout", float, 60.0, "the whole request body must arrive within this "
+           "(else 408)", "S", toml="limits.body_timeout_s"),
+    Option("keep_alive_timeout", float, 5.0, "an idle client connection, or an unfinished "
+           "request head, is closed", "S", toml="server.keep_alive_s"),
+    Option("h2_stream_buffer_kib", float, 64.0, "answer bytes held for an HTTP/2 client that "
+           "does not read; past it the upstream is not read", "KIB",
+           toml="limits.h2_stream_buffer_kib"),
+    Option("h2_max_resets", int, 200, "HTTP/2 stream resets per connection per second before "
+           "GOAWAY", "N", toml="limits.h2_max_resets_per_s"),
+    Option("send_stall", float, 60.0, "cut off a client that takes no byte of an answer for "
+           "this long", "S", toml="limits.send_stall_s"),
+    Option("api_key", str, [], "clients must send `Authorization: Bearer KEY` (repeatable); "
+           "never forwarded", "KEY", toml="auth.api_keys", env="TRIOPROXY_API_KEYS",
+           repeat=True, accumulate=True, shown_default="none"),
+    Option("admin_key", str, None, "enables the admin: the live page at `/admin/`, "
+           "`GET /admin/requests` and `DELETE /admin/requests/{id}`", "KEY",
+           shown_default="none"),
+    Option("cors_origin", str, [], "browser origins allowed to call the proxy (repeatable; "
+           "`*` for any)", "ORIGIN", toml="cors.origins", env="TRIOPROXY_CORS_ORIGINS",
+           repeat=True, shown_default="none"),
+    Option("heartbeat", float, 0.0, "`: keep-alive` SSE comments after this much upstream "
+           "silence; 0 is off", "S", toml="stream.heartbeat_s", shown_default="off"),
+    Option("early_headers", str, False, "answer streams 200 at once, with heartbeats until "
+           "the upstream answers (its errors then come as SSE `error` events)",
+           toml="stream.early_headers", flag=True, shown_default="off"),
+    Option("grace_period", float, 30.0, "on SIGTERM or SIGINT, how long streams in flight "
+           "may finish", "S", toml="server.grace_period_s"),
+    Option("workers", int, 1, "processes sharing the port, seen as one server by the admin, "
+           "`/metrics`, key limits and balancing", "N", toml="server.workers"),
+)  # fmt: skip
+
+
+def add_to(parser: argparse.ArgumentParser) -> None:
+    """The options, each defaulting to None: :func:`resolve` tells given from not."""
+    for opt in OPTIONS:
+        help_text = f"{opt.meaning} (default {_shown(opt)})".replace("%", "%%")
+        if opt.variable:
+            help_text += f"; ${opt.variable}"
+        if opt.flag:
+            parser.add_argument(opt.option, action="store_true", default=None, help=help_text)
+        else:
+            action = "append" if opt.repeat else "store"
+            parser.add_argument(
+                opt.option, type=opt.kind, action=action, metavar=opt.metavar, help=help_text
+            )
+
+
+def resolve(
+    file: Mapping[str, Any], env: Mapping[str, str], given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Each option's value: the command line over the variable over the file over the default."""
+    values = {}
+    for opt in OPTIONS:
+        from_file = _from_file(opt, file)
+        name = opt.variable
+        from_env = opt.parse(env[name], name) if name and name in env else None
+        over = given.get(opt.name)
+        over = over if over is not None else from_env
+        if opt.accumulate:
+            values[opt.name] = [*(from_file or []), *(over or [])]
+        else:
+            values[opt.name] = next(
+                (v for v in (over, from_file) if v is not None), _copy(opt.default)
+            )
+    return values
+
+
+def _from_file(opt: Option, file: Mapping[str, Any]) -> Any:
+    if opt.toml is None:
+        return None
+    section, key = opt.toml.split(".")
+    return file.get(section, {}).get(key)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _shown(opt: Option) -> str:
+    if opt.shown_default is not None:
+        return opt.shown_default
+    value = opt.default
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def markdown() -> str:
+    """The README's option table."""
+    rows = [
+        "| option | file key | variable | default | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for opt in OPTIONS:
+        usage = f"`{opt.option}`" if opt.metavar is None else f"`{opt.option} {opt.metavar}`"
+        toml = f"`{opt.toml}`" if opt.toml else ""
+        variable = f"`{opt.variable}`" if opt.variable else ""
+        rows.append(f"| {usage} | {toml} | {variable} | {_shown(opt)} | {opt.meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+_BEGIN, _END = (
+    "<!-- options: python -m trioproxy.proxy.gateway.options README.md -->",
+    "<!-- /options -->",
+)
+
+
+def rewrite(text: str) -> str:
+    """``text`` with the table between its markers replaced by the current one."""
+    start, end = text.index(_BEGIN) + len(_BEGIN), text.index(_END)
+    return f"{text[:start]}\n{markdown()}{text[end:]}"
+
+
+if __name__ == "__main__":
+    path = sys.argv[1]
+    with open(path) as file:
+        old = file.read()
+    with open(path, "w") as file:
+        file.write(rewrite(old))
