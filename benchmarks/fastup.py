@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from trioproxy.sim.render import Render
+from trioproxy.sim import Render
 
 __all__ = ["fast_upstream"]
 

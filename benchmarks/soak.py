@@ -36,9 +36,7 @@ from trioproxy.conformance import (
     running_proxy,
     stop_in_phase,
 )
-from trioproxy.server import hypercorn_config, serve_app
-from trioproxy.sim import SimUpstream
-from trioproxy.sim.render import Render
+from trioproxy.sim import Render, SimUpstream, serve_sim
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 ADMIN = "soak-admin"
@@ -155,7 +153,7 @@ async def left_running(sim: SimUpstream, wait_s: float) -> int:
 async def main(args: argparse.Namespace) -> None:
     sim = SimUpstream()
     async with trio.open_nursery() as nursery:
-        (origin,) = await nursery.start(serve_app, sim, hypercorn_config("127.0.0.1", 0))
+        (origin,) = await nursery.start(serve_sim, sim)
         command = f"{sys.executable} -m trioproxy serve --upstream {{upstream}} --port {{port}}"
         command += f" --admin-key {ADMIN}"
         pid: list[int] = []

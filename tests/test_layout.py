@@ -77,3 +77,15 @@ def test_the_rule_is_not_vacuous() -> None:
     assert not _allowed("benchmarks.report", ALLOWED["trioproxy.proxy"])
     assert not _allowed("trioproxy.sim", ALLOWED["trioproxy.proxy"])
     assert _imports(PACKAGE / "conformance" / "runner.py") >= {"trioproxy.sim"}
+
+
+def test_benchmarks_and_the_demo_use_the_checker_and_the_simulator_by_public_names() -> None:
+    public = {"trioproxy.conformance", "trioproxy.sim"}
+    paths = [*(ROOT / "benchmarks").rglob("*.py"), PACKAGE / "demo.py"]
+    inner = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in paths
+        for name in sorted(_imports(path))
+        if any(name.startswith(f"{p}.") for p in public)
+    ]
+    assert inner == []
