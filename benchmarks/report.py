@@ -144,16 +144,14 @@ def grades_section(data: dict[str, Any], fixes: dict[str, str]) -> list[str]:
     for name, peer in data.get("peers", {}).items():
         by_name = {s["name"]: s for s in peer["scenarios"]}
 
+        def cell(*names: str, by: dict[str, Any] = by_name) -> str:
+            return _grade_cell([by[n] for n in names if n in by])
+
         def pick(prefix: str, by: dict[str, Any] = by_name) -> list[dict[str, Any]]:
             return [s for n, s in by.items() if n.startswith(prefix)]
 
-        def kinds(phase: str, by: dict[str, Any] = by_name) -> list[str]:
-            return [k for k in ("FIN", "RST") if f"{phase} {k}" in by]
-
-        cells = [_grade_cell([by_name[f"{phase} {k}"] for k in kinds(phase)]) for phase in _PHASES]
-        cells += [_grade_cell([by_name[n]]) if (n := "streaming h2-reset") in by_name else "-"]
-        tls = "streaming h2-reset TLS"
-        cells += [_grade_cell([by_name[tls]]) if tls in by_name else "-"]
+        cells = [cell(f"{phase} FIN", f"{phase} RST") for phase in _PHASES]
+        cells += [cell("streaming h2-reset"), cell("streaming h2-reset TLS")]
         cells += [_grade_cell(pick(f"storm {n} ")) for n in (200, 1000)]
         integrity = pick("integrity")
         cells += ["✓" if integrity and integrity[0]["passed"] else "✗"]

@@ -7,7 +7,16 @@ import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["CLIENT_GONE", "ASGIApp", "Message", "Receive", "Scope", "Send", "send_json"]
+__all__ = [
+    "CLIENT_GONE",
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "disconnected",
+    "send_json",
+]
 
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]
@@ -18,6 +27,12 @@ type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CLIENT_GONE = "trioproxy.client_gone"
 """A scope entry: a synchronous hook hypercorn's read task calls the moment the
 client leaves, before it queues ``http.disconnect`` (:mod:`trioproxy.server.guards.gone`)."""
+
+
+async def disconnected(receive: Receive) -> None:
+    """Return once the client has left (``http.disconnect``); other messages are dropped."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def send_json(

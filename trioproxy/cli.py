@@ -133,8 +133,7 @@ class _Stop:
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
     try:
-        path = args.config or os.environ.get("TRIOPROXY_CONFIG")
-        return load(path, {opt.name: getattr(args, opt.name) for opt in OPTIONS})
+        return load(None, {opt.name: getattr(args, opt.name) for opt in OPTIONS})
     except SettingsError as exc:
         sys.exit(f"trioproxy: configuration error: {exc}")
 

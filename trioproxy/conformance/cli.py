@@ -5,15 +5,9 @@ import argparse
 import trio
 
 from trioproxy.conformance.html import render_html
-from trioproxy.conformance.runner import (
-    Report,
-    RunConfig,
-    Target,
-    run_conformance,
-    running_proxy,
-    with_sim,
-    write_json,
-)
+from trioproxy.conformance.proxy_process import Target, running_proxy
+from trioproxy.conformance.report import Report, RunConfig, write_json
+from trioproxy.conformance.runner import run_conformance, with_sim
 from trioproxy.sim import SimUpstream
 
 __all__ = ["run"]

@@ -20,23 +20,12 @@ import trio
 
 from trioproxy.conformance.probe import RawClient, StopKind, chat_body, request_bytes, sim_model
 from trioproxy.conformance.probe_h2 import H2Client
-from trioproxy.conformance.proxy_process import Target, free_port, running_proxy
-from trioproxy.conformance.report import Report, RunConfig, ScenarioResult, write_json
+from trioproxy.conformance.proxy_process import Target
+from trioproxy.conformance.report import Report, RunConfig, ScenarioResult
 from trioproxy.conformance.scenarios import SCENARIOS, stop_in_phase
-from trioproxy.sim import SimUpstream, serve_sim
-from trioproxy.sim.render import token_text
+from trioproxy.sim import SimUpstream, serve_sim, token_text
 
-__all__ = [
-    "Report",
-    "RunConfig",
-    "ScenarioResult",
-    "Target",
-    "free_port",
-    "run_conformance",
-    "running_proxy",
-    "with_sim",
-    "write_json",
-]
+__all__ = ["run_conformance", "with_sim"]
 
 
 _GIVE_UP = 3

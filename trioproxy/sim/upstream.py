@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl
 
 import trio
 
-from trioproxy.asgi import Message, Receive, Scope, Send, send_json
+from trioproxy.asgi import Message, Receive, Scope, Send, disconnected, send_json
 from trioproxy.sim.render import CREATED, MODELS, Render, render_for
 
 __all__ = ["Fate", "SimParams", "SimUpstream"]
@@ -286,8 +286,7 @@ def _end(fate: Fate, outcome: str) -> None:
 
 
 async def _watch(receive: Receive, scope: trio.CancelScope, fate: Fate) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await disconnected(receive)
     if fate.outcome == "running":  # else the answer is ending on its own: let it
         _end(fate, "disconnected")
         scope.cancel()

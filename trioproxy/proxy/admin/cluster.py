@@ -68,7 +68,7 @@ class Cluster:
 
     async def listing(self) -> dict[str, list[dict[str, Any]]]:
         """Requests in flight and lately ended, in every worker."""
-        merged = {"requests": self.inflight.listing(), "recent": self.inflight.recent()}
+        merged = self._own_listing()
         answers = await self._ask_all({"op": "list"})
         for answer in answers:
             for part in merged:
@@ -84,6 +84,9 @@ class Cluster:
             return False
         answer = await _ask(socket_path(self._dir, owner), {"op": "cancel", "id": request_id})
         return bool(answer and answer.get("cancelled"))
+
+    def _own_listing(self) -> dict[str, list[dict[str, Any]]]:
+        return {"requests": self.inflight.listing(), "recent": self.inflight.recent()}
 
     def _others(self) -> list[pathlib.Path]:
         if self._dir is None:
@@ -112,10 +115,7 @@ class Cluster:
                     if question.get("op") == "cancel":
                         answer = {"cancelled": self.inflight.cancel(str(question.get("id")))}
                     else:
-                        answer = {
-                            "requests": self.inflight.listing(),
-                            "recent": self.inflight.recent(),
-                        }
+                        answer = self._own_listing()
                     await stream.send_all(json.dumps(answer).encode())
                 except (OSError, trio.BrokenResourceError, ValueError, AttributeError) as exc:
                     log.warning("a control question went unanswered: %r", exc)

@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from trioproxy.asgi import Receive, Scope, Send
+from trioproxy.asgi import Receive, Scope, Send, disconnected
 from trioproxy.proxy.admin.cluster import Cluster
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.gate import bearer_ok
@@ -68,7 +68,7 @@ class Admin:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-store")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            nursery.start_soon(_end_when_gone, receive, nursery.cancel_scope)
             while True:
                 data = json.dumps(await self.snapshot(), separators=(",", ":")).encode()
                 await send(
@@ -81,7 +81,6 @@ class Admin:
                 await trio.sleep(EVERY_S)
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _end_when_gone(receive: Receive, scope: trio.CancelScope) -> None:
+    await disconnected(receive)
     scope.cancel()

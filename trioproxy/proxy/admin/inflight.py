@@ -48,9 +48,7 @@ class Inflight:
         rec = self._requests.get(request_id)
         if rec is None or rec.cancel_scope is None:
             return False
-        if rec.end(Outcome.CANCELLED_BY_ADMIN, 503):
-            rec.client_closed_at = time.monotonic()  # the stop, for the propagation metric
-        rec.stop()
+        rec.stop(Outcome.CANCELLED_BY_ADMIN, 503)
         return True
 
 

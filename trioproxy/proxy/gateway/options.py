@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["OPTIONS", "Option", "OptionError", "add_to", "markdown", "resolve"]
+__all__ = ["CONFIG", "OPTIONS", "Option", "OptionError", "add_to", "markdown", "resolve"]
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
 
@@ -71,10 +71,19 @@ class Option:
             raise OptionError(f"{where}: {text!r} is not a {self.kind.__name__}") from None
 
 
+CONFIG = Option(
+    "config",
+    str,
+    None,
+    "settings file: several upstreams routed by model, replicas balanced by requests in "
+    "flight, fallbacks, named keys with limits ([example](docs/trioproxy.example.toml))",
+    "TOML",
+    shown_default="none",
+)
+"""The settings file itself: its path comes from the command line or the variable."""
+
 OPTIONS: tuple[Option, ...] = (
-    Option("config", str, None, "settings file: several upstreams routed by model, replicas "
-           "balanced by requests in flight, fallbacks, named keys with limits "
-           "([example](docs/trioproxy.example.toml))", "TOML", shown_default="none"),
+    CONFIG,
     Option("upstream", str, None, "OpenAI-style base URL: `/v1/chat/completions` goes to "
            "`URL/chat/completions`; replaces the file's upstreams", "URL",
            shown_default="the file's, else the built-in simulator"),

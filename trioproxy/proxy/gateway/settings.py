@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trioproxy.proxy.gateway.config import ClientKey, MiB, ProxyConfig
-from trioproxy.proxy.gateway.options import OPTIONS, OptionError, resolve
+from trioproxy.proxy.gateway.options import CONFIG, OPTIONS, OptionError, resolve
 from trioproxy.proxy.gateway.routing import Upstream
 from trioproxy.server.guards import DEFAULTS, ServerLimits
 
@@ -50,11 +50,13 @@ class ServerSettings:
 def load(
     path: str | None, cli: dict[str, Any], env: dict[str, str] | None = None
 ) -> ServerSettings:
-    """Merge the file at ``path`` (if any), ``TRIOPROXY_*`` variables and CLI values.
+    """Merge the file at ``path`` (else the one ``--config`` or its variable names),
+    ``TRIOPROXY_*`` variables and CLI values.
 
     ``cli`` holds the command line's values by option name; None is "not given".
     """
     env = dict(os.environ) if env is None else env
+    path = path or cli.get(CONFIG.name) or env.get(str(CONFIG.variable))
     data = _read(path) if path else {}
     _check_keys(data, path or "")
     try:

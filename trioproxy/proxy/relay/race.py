@@ -16,7 +16,7 @@ import time
 import certifi
 import trio
 
-from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send
+from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send, disconnected
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.balance import Balancer
@@ -236,6 +236,5 @@ def gone_already(receive: Receive) -> bool:
 
 async def _watch_client(receive: Receive, rec: RequestRecord) -> None:
     """Wait for the client to leave, then stop the relay (and with it the upstream)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    await disconnected(receive)
     rec.client_gone()  # a no-op if hypercorn's read task called it already

@@ -101,9 +101,12 @@ class RequestRecord:
         self.cancel_scope: trio.CancelScope | None = None
         """Cancels the request's nursery: both sides close (the admin's cancel)."""
 
-    def stop(self) -> None:
-        """A stop (the client's, or the admin's): close the upstream socket and free
-        the key's slot from this very step, then cancel the request's race."""
+    def stop(self, outcome: Outcome, status: int | None = None) -> None:
+        """A stop (the client's, or the admin's): the outcome, unless one was set first;
+        then the upstream socket closed and the key's slot freed from this very step,
+        and the request's race cancelled."""
+        if self.end(outcome, status):
+            self.client_closed_at = time.monotonic()  # the stop, for the propagation metric
         self.upstream_handle.close_now()
         if self.slot is not None:
             self.slot.release()
@@ -118,9 +121,8 @@ class RequestRecord:
         keep-alive connection: cancelling it there would leave the connection
         half-recycled. Only a leaving that decides the outcome stops.
         """
-        if self.end(Outcome.CLIENT_CLOSED):
-            self.client_closed_at = time.monotonic()
-            self.stop()
+        if self.outcome is None:
+            self.stop(Outcome.CLIENT_CLOSED)
 
     def end(self, outcome: Outcome, status: int | None = None) -> bool:
         """Set the outcome unless one was set first; True if this call set it."""
