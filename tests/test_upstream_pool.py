@@ -6,10 +6,11 @@ import os
 import resource
 import ssl
 
+import pytest
 import trio
 
 from tests.conftest import start_sim
-from trioproxy.proxy.upstream.pool import Deadlines, UpstreamHandle, UpstreamPool
+from trioproxy.proxy.upstream.pool import Deadlines, UpstreamError, UpstreamHandle, UpstreamPool
 from trioproxy.sim import SimUpstream
 
 BODY = json.dumps({"model": "m", "stream": True, "messages": []}).encode()
@@ -119,3 +120,45 @@ async def test_pooled_connections_on_descriptors_past_1023_are_reused(
     finally:
         for fd in filler:
             os.close(fd)
+
+
+async def test_chunked_answers_in_pieces_are_whole_and_bytes_after_one_forbid_reuse(
+    nursery: trio.Nursery,
+) -> None:
+    """The pool's own chunked reader: a body cut anywhere, with a trailer
+    section, is read whole and the connection reused; an answer followed by
+    bytes nobody asked for closes its connection; broken framing is the
+    upstream's error."""
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    body = b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-usage: 3\r\n\r\n"
+    answers = {
+        b"/cut": [head[:20], head[20:] + body[:2], body[2:9], body[9:]],
+        b"/extra": [head + body + b"HTTP/1.1 200 OK\r\n"],
+        b"/broken": [head + b"5\r\nhelloXX"],
+    }
+    connections = 0
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        nonlocal connections
+        connections += 1
+        while request := await stream.receive_some(65536):
+            for piece in answers[request.split(b" ")[1]]:
+                await stream.send_all(piece)
+                await trio.sleep(0.01)
+
+    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
+    origin = ("http", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    pool = UpstreamPool(ssl.create_default_context())
+    with trio.fail_after(10):
+        for target, reused in [(b"/cut", True), (b"/cut", True), (b"/extra", False)]:
+            async with pool.request(origin, b"GET", target, [], b"", DEADLINES) as response:
+                assert await response.read() == b"hello world"
+            assert pool.idle_connections() == int(reused)
+        assert connections == 1  # every answer so far came on the first connection
+        with pytest.raises(UpstreamError, match="not followed by CRLF"):
+            async with pool.request(origin, b"GET", b"/broken", [], b"", DEADLINES) as response:
+                await response.read()
+        assert pool.idle_connections() == 0 and connections == 2
+        await pool.aclose()

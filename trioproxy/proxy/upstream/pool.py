@@ -35,6 +35,10 @@ from dataclasses import dataclass
 
 import h11
 import trio
+from h11._readers import ChunkedReader
+from h11._receivebuffer import ReceiveBuffer
+
+from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
 
 __all__ = [
     "Deadlines",
@@ -109,7 +113,9 @@ class UpstreamResponse:
     """Status, headers and a body read chunk by chunk within the exchange's moving deadline."""
 
     __slots__ = (
+        "_chunked",
         "_conn",
+        "_pending",
         "_scope",
         "_slack_s",
         "headers",
@@ -131,12 +137,54 @@ class UpstreamResponse:
         self._slack_s = min(1.0, idle_s / 10)
         self.receiving = False
         """Waiting on the upstream (else the relay is busy with its client)."""
+        self._chunked: ChunkedBody | None = None
+        self._pending = b""
+        h = conn.h11
+        if type(h._reader) is ChunkedReader:
+            # The relay's events come chunked: decoded here, not by h11
+            # (``upstream.chunked`` says why). h11 keeps the head's state and
+            # is told of the body's end once it is whole.
+            self._chunked = ChunkedBody()
+            leftover = bytes(h._receive_buffer)
+            h._receive_buffer = ReceiveBuffer()
+            if leftover:
+                self._pending = self._decode(leftover)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
 
     async def next_chunk(self) -> bytes | None:
         """The next body bytes, or None once the body is whole."""
+        body = self._chunked
+        if body is None:
+            return await self._next_h11_chunk()
+        while not self._pending:
+            if body.done:
+                self._end_chunked(body)
+                return None
+            data = await self._receive()
+            if not data:
+                raise UpstreamError("upstream closed mid-answer")
+            self._pending = self._decode(data)
+        chunk, self._pending = self._pending, b""
+        return chunk
+
+    def _decode(self, data: bytes) -> bytes:
+        assert self._chunked is not None
+        try:
+            return self._chunked.feed(data)
+        except ChunkError as exc:
+            raise UpstreamError(f"upstream answer broken: {exc}") from exc
+
+    def _end_chunked(self, body: ChunkedBody) -> None:
+        """Bring h11 to the body's end, so that the pool may reuse the connection;
+        after bytes nobody asked for, h11 is left mid-body and the pool closes it."""
+        h = self._conn.h11
+        if not body.extra and h.their_state is h11.SEND_BODY:
+            h.receive_data(b"0\r\n\r\n")
+            h.next_event()  # EndOfMessage
+
+    async def _next_h11_chunk(self) -> bytes | None:
         conn = self._conn.h11
         while True:
             try:
@@ -146,7 +194,7 @@ class UpstreamResponse:
             if type(event) is h11.Data:
                 return bytes(event.data)
             if event is h11.NEED_DATA:
-                await self._receive()
+                conn.receive_data(await self._receive())
             elif type(event) is h11.EndOfMessage:
                 return None
             else:
@@ -158,7 +206,7 @@ class UpstreamResponse:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _receive(self) -> None:
+    async def _receive(self) -> bytes:
         # The idle deadline moves at most once a second: setting a deadline
         # costs more than reading one, and a stream sends many chunks a second.
         due = trio.current_time() + self.idle_s
@@ -171,7 +219,7 @@ class UpstreamResponse:
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise UpstreamError(f"upstream connection broken: {exc}") from exc
         self.receiving = False
-        self._conn.h11.receive_data(bytes(data))
+        return bytes(data)
 
 
 class UpstreamPool:

@@ -24,7 +24,12 @@
    ``Connection: close``: hypercorn closes such a connection, and a client
    that was not told reuses it for its next request and loses that request.
 
-4. The end of a response (``_maybe_recycle``) runs inside the application's
+4. Body chunks of a chunked answer skip h11's ``send``: an event object
+   and a state machine step per chunk, for bytes that are only the chunk's
+   framing (h11's ``ChunkedWriter`` is stateless, and a ``Data`` event
+   changes no state). The relay sends one such chunk per relayed event.
+
+5. The end of a response (``_maybe_recycle``) runs inside the application's
    last ``send()``; it is shielded so that an application cancelling itself
    right then cannot leave the connection half recycled or unclosed.
 """
@@ -37,7 +42,9 @@ import h11
 import trio
 from h11._readers import maybe_read_from_IDLE_client
 from h11._receivebuffer import ReceiveBuffer
-from hypercorn.protocol.events import Response
+from h11._writers import ChunkedWriter
+from hypercorn.events import RawData
+from hypercorn.protocol.events import Body, Response
 from hypercorn.protocol.h11 import H11Protocol
 
 __all__ = ["StrictConnection", "install"]
@@ -108,6 +115,13 @@ def install() -> None:
     stream_send = H11Protocol.stream_send
 
     async def _stream_send(self: Any, event: Any) -> None:
+        if type(event) is Body:
+            connection = self.connection
+            if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:
+                data = event.data
+                if data:  # empty data would read as the last chunk
+                    await self.send(RawData(data=b"%x\r\n%s\r\n" % (len(data), data)))
+                return
         # An answer given before the request's body was read (401, 400, 413)
         # ends the connection: say so, or a keep-alive client sends its next
         # request on a connection that is closing (RFC 9112 section 9.6).
