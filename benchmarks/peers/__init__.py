@@ -94,6 +94,13 @@ PEERS = (
         only=("overhead",),
     ),
     Peer(
+        "bare trio relay",
+        f"{_PY} -m benchmarks.peers.bare_trio_relay {{upstream}} {{port}}",
+        "trio",
+        "bytes copied between two trio sockets, no HTTP server: the floor per event",
+        only=("scale",),
+    ),
+    Peer(
         "starlette+httpx",
         f"{_PY} -m benchmarks.peers.starlette_proxy {{upstream}} {{port}}",
         "starlette",

@@ -1,10 +1,11 @@
-"""The upstream client on the hot path: h11 over trio streams, one pool per origin.
+"""The upstream client on the hot path: HTTP/1.1 on trio streams, one pool per origin.
 
 Why not httpx here: per proxied request its models (``Request``,
 ``Response``, URL parsing, cookies, headers) and httpcore's per-read timeout
 scopes and locks cost more CPU than everything else the relay does; a stop
-waits in line behind that work. h11 on a trio stream keeps what matters and
-nothing else:
+waits in line behind that work. Nor h11, for the same reason one layer down
+(:mod:`.http11` and :mod:`.chunked` say what they keep of it). What matters
+here is kept, and nothing else:
 
 - TLS with verification (the configured CA bundle, ``server_hostname``);
 - one deadline per exchange that moves: connect, then the wait for response
@@ -33,12 +34,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import h11
 import trio
-from h11._readers import ChunkedReader
-from h11._receivebuffer import ReceiveBuffer
 
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
+from trioproxy.proxy.upstream.http11 import (
+    Framing,
+    Head,
+    ProtocolError,
+    parse_head,
+    request_head,
+)
 
 __all__ = [
     "Deadlines",
@@ -74,11 +79,10 @@ class Deadlines:
 
 
 class _Connection:
-    __slots__ = ("closed", "h11", "idle_until", "stream")
+    __slots__ = ("closed", "idle_until", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
         self.idle_until = 0.0
         self.closed = False
         """Closed by us (a stop may close it from another task): never pooled again."""
@@ -115,90 +119,93 @@ class UpstreamResponse:
     __slots__ = (
         "_chunked",
         "_conn",
+        "_left",
         "_pending",
         "_scope",
         "_slack_s",
+        "framing",
         "headers",
         "idle_s",
+        "keep_alive",
         "receiving",
         "status",
+        "whole",
     )
 
     def __init__(
-        self, conn: _Connection, event: h11.Response, scope: trio.CancelScope, idle_s: float
+        self,
+        conn: _Connection,
+        head: Head,
+        leftover: bytes,
+        scope: trio.CancelScope,
+        idle_s: float,
     ) -> None:
         self._conn = conn
         self._scope = scope
-        self.status: int = event.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(event.headers)
-        """Names in lower case, as h11 gives them."""
+        self.status = head.status
+        self.headers = head.headers
+        """Names in lower case."""
+        self.framing = head.framing
+        self.keep_alive = head.keep_alive
         self.idle_s = idle_s
         # How early the idle timeout may fire: a second, or a tenth of a short one.
         self._slack_s = min(1.0, idle_s / 10)
         self.receiving = False
         """Waiting on the upstream (else the relay is busy with its client)."""
-        self._chunked: ChunkedBody | None = None
+        self.whole = head.framing is Framing.NONE
+        """The body was read to its end, and nothing came after it."""
+        self._left = head.length
+        self._chunked = ChunkedBody() if head.framing is Framing.CHUNKED else None
         self._pending = b""
-        h = conn.h11
-        if type(h._reader) is ChunkedReader:
-            # The relay's events come chunked: decoded here, not by h11
-            # (``upstream.chunked`` says why). h11 keeps the head's state and
-            # is told of the body's end once it is whole.
-            self._chunked = ChunkedBody()
-            leftover = bytes(h._receive_buffer)
-            h._receive_buffer = ReceiveBuffer()
-            if leftover:
-                self._pending = self._decode(leftover)
+        if leftover:
+            self._pending = self._take(leftover)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
 
     async def next_chunk(self) -> bytes | None:
         """The next body bytes, or None once the body is whole."""
-        body = self._chunked
-        if body is None:
-            return await self._next_h11_chunk()
         while not self._pending:
-            if body.done:
-                self._end_chunked(body)
+            if self._ended():
                 return None
             data = await self._receive()
             if not data:
+                if self.framing is Framing.CLOSE:
+                    self.keep_alive = False
+                    self.whole = True
+                    return None
                 raise UpstreamError("upstream closed mid-answer")
-            self._pending = self._decode(data)
+            self._pending = self._take(data)
         chunk, self._pending = self._pending, b""
         return chunk
 
-    def _decode(self, data: bytes) -> bytes:
-        assert self._chunked is not None
-        try:
-            return self._chunked.feed(data)
-        except ChunkError as exc:
-            raise UpstreamError(f"upstream answer broken: {exc}") from exc
+    def _ended(self) -> bool:
+        if self.whole:
+            return True
+        if self._chunked is not None:
+            self.whole = self._chunked.done and not self._chunked.extra
+            return self._chunked.done
+        if self.framing is Framing.LENGTH:
+            self.whole = not self._left
+            return self.whole
+        return False
 
-    def _end_chunked(self, body: ChunkedBody) -> None:
-        """Bring h11 to the body's end, so that the pool may reuse the connection;
-        after bytes nobody asked for, h11 is left mid-body and the pool closes it."""
-        h = self._conn.h11
-        if not body.extra and h.their_state is h11.SEND_BODY:
-            h.receive_data(b"0\r\n\r\n")
-            h.next_event()  # EndOfMessage
-
-    async def _next_h11_chunk(self) -> bytes | None:
-        conn = self._conn.h11
-        while True:
+    def _take(self, data: bytes) -> bytes:
+        """The body bytes in what was read."""
+        if self._chunked is not None:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
+                return self._chunked.feed(data)
+            except ChunkError as exc:
                 raise UpstreamError(f"upstream answer broken: {exc}") from exc
-            if type(event) is h11.Data:
-                return bytes(event.data)
-            if event is h11.NEED_DATA:
-                conn.receive_data(await self._receive())
-            elif type(event) is h11.EndOfMessage:
-                return None
-            else:
-                raise UpstreamError(f"upstream closed mid-answer ({event!r})")
+        if self.framing is Framing.LENGTH:
+            if len(data) > self._left:
+                self.keep_alive = False  # bytes after the answer: never reused
+                data = data[: self._left]
+            self._left -= len(data)
+        elif self.framing is Framing.NONE:
+            self.keep_alive = False
+            return b""
+        return data
 
     async def read(self) -> bytes:
         chunks = []
@@ -249,10 +256,11 @@ class UpstreamPool:
         """One exchange: the response's head is in when this enters; leaving it
         returns the connection to the pool if the body was read whole, else closes it.
         ``handle`` lets another task close the connection meanwhile."""
-        head = h11.Request(
-            method=method, target=target, headers=_framed(origin, headers, method, body)
-        )
-        exchange = _Exchange(head, body, deadlines, on_sent, handle or UpstreamHandle())
+        try:
+            head = request_head(method, target, _framed(origin, headers, method, body))
+        except ProtocolError as exc:
+            raise UpstreamError(str(exc), unreached=True) from exc
+        exchange = _Exchange(head + body, method == b"HEAD", deadlines, on_sent, handle)
         with trio.CancelScope(deadline=trio.current_time() + deadlines.connect_s) as scope:
             response = await self._exchange(origin, exchange, scope)
             try:
@@ -319,11 +327,7 @@ class UpstreamPool:
 
     async def _release(self, origin: Origin, response: UpstreamResponse) -> None:
         conn = response._conn
-        h = conn.h11
-        # Both sides DONE: the answer was read to its end (h11 says so only
-        # after handing out EndOfMessage).
-        if h.our_state is h11.DONE and h.their_state is h11.DONE and not conn.closed:
-            h.start_next_cycle()
+        if response.whole and response.keep_alive and not conn.closed:
             conn.idle_until = trio.current_time() + self._keepalive_expiry_s
             self._idle.setdefault(origin, []).append(conn)
         else:
@@ -339,39 +343,36 @@ class UpstreamPool:
 class _Exchange:
     """One request's way through the upstream: what was sent, what came back."""
 
-    __slots__ = ("answered", "body", "deadlines", "handle", "head", "on_sent", "sent")
+    __slots__ = ("answered", "deadlines", "handle", "head_request", "on_sent", "request", "sent")
 
     def __init__(
         self,
-        head: h11.Request,
-        body: bytes,
+        request: bytes,
+        head_request: bool,
         deadlines: Deadlines,
         on_sent: Callable[[], None] | None,
-        handle: "UpstreamHandle",
+        handle: "UpstreamHandle | None",
     ) -> None:
-        self.head = head
-        self.body = body
+        self.request = request
+        """The request's bytes, head and body."""
+        self.head_request = head_request
         self.deadlines = deadlines
         self.on_sent = on_sent
         self.sent = False
         self.answered = False
-        self.handle = handle
+        self.handle = handle or UpstreamHandle()
 
     async def run(self, conn: _Connection, scope: trio.CancelScope) -> UpstreamResponse:
         self.handle.conn = conn
         scope.deadline = trio.current_time() + self.deadlines.headers_s
-        data = conn.h11.send(self.head) or b""
-        if self.body:
-            data += conn.h11.send(h11.Data(data=self.body)) or b""
-        data += conn.h11.send(h11.EndOfMessage()) or b""
         try:
-            await conn.stream.send_all(data)
+            await conn.stream.send_all(self.request)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _Stale(str(exc)) from exc
         self.sent = True
         if self.on_sent is not None:
             self.on_sent()
-        response = await _read_head(conn, scope, self.deadlines.idle_s)
+        response = await _read_head(conn, scope, self.deadlines.idle_s, self.head_request)
         self.answered = True
         return response
 
@@ -407,28 +408,27 @@ class _Stale(Exception):
     """A reused connection failed before any byte of its response came."""
 
 
-async def _read_head(conn: _Connection, scope: trio.CancelScope, idle_s: float) -> UpstreamResponse:
-    h = conn.h11
-    received = False
+async def _read_head(
+    conn: _Connection, scope: trio.CancelScope, idle_s: float, head_request: bool
+) -> UpstreamResponse:
+    data = b""
     while True:
         try:
-            event = h.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise UpstreamError(f"upstream answered something that is not HTTP: {exc}") from exc
-        if event is h11.NEED_DATA:
-            try:
-                data = await conn.stream.receive_some(_READ)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise (_Stale if not received else UpstreamError)(str(exc)) from exc
-            if not data and not received:
+            read = await conn.stream.receive_some(_READ)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise (UpstreamError if data else _Stale)(str(exc)) from exc
+        if not read:
+            if not data:
                 raise _Stale("closed before answering")
-            received = True
-            h.receive_data(bytes(data))
-        elif type(event) is h11.Response:
-            return UpstreamResponse(conn, event, scope, idle_s)
-        elif type(event) is h11.ConnectionClosed:
             raise UpstreamError("upstream closed the connection without answering")
-        # else an informational (1xx) response: the real one follows
+        data += read
+        try:
+            parsed = parse_head(data, head_request)
+        except ProtocolError as exc:
+            raise UpstreamError(f"upstream answered something that is not HTTP: {exc}") from exc
+        if parsed is not None:
+            head, body_at = parsed
+            return UpstreamResponse(conn, head, data[body_at:], scope, idle_s)
 
 
 @functools.cache
