@@ -5,6 +5,7 @@ import json
 import os
 import resource
 import ssl
+from functools import partial
 
 import pytest
 import trio
@@ -161,4 +162,28 @@ async def test_chunked_answers_in_pieces_are_whole_and_bytes_after_one_forbid_re
             async with pool.request(origin, b"GET", b"/broken", [], b"", DEADLINES) as response:
                 await response.read()
         assert pool.idle_connections() == 0 and connections == 2
+        await pool.aclose()
+
+
+async def test_upstreams_by_ipv4_ipv6_address_and_by_name(nursery: trio.Nursery) -> None:
+    """Addresses connect directly, names through the resolver; the Host header
+    brackets an IPv6 address."""
+    hosts: list[bytes] = []
+
+    async def upstream(stream: trio.SocketStream) -> None:
+        request = await stream.receive_some(65536)
+        hosts.append(request.split(b"\r\nhost: ", 1)[1].split(b"\r\n", 1)[0])
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+    pool = UpstreamPool(ssl.create_default_context())
+    with trio.fail_after(10):
+        for host in ("127.0.0.1", "::1", "localhost"):
+            bind = "127.0.0.1" if host == "localhost" else host
+            listeners = await nursery.start(partial(trio.serve_tcp, host=bind), upstream, 0)
+            port = listeners[0].socket.getsockname()[1]
+            origin = ("http", host, port)
+            async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
+                assert await response.read() == b"{}"
+            expected = f"[{host}]" if host == "::1" else host
+            assert hosts[-1] == f"{expected}:{port}".encode()
         await pool.aclose()

@@ -28,7 +28,9 @@ reached the upstream: a fallback may be tried).
 """
 
 import functools
+import ipaddress
 import select
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -109,8 +111,11 @@ class _Connection:
         self._socket.close()
 
     async def close(self) -> None:
-        self.closed = True
-        await trio.aclose_forcefully(self.stream)  # no TLS close_notify to wait on
+        # At once, with no TLS close_notify to wait on; a second close (the
+        # stop closed it already) costs nothing.
+        if not self.closed:
+            self.close_now()
+        await trio.lowlevel.checkpoint()
 
 
 class UpstreamResponse:
@@ -307,7 +312,7 @@ class UpstreamPool:
     async def _open(self, origin: Origin) -> _Connection:
         scheme, host, port = origin
         try:
-            stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+            stream: trio.abc.Stream = await _connect(host, port)
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {exc}", unreached=True) from exc
         if scheme == "https":
@@ -431,10 +436,35 @@ async def _read_head(
             return UpstreamResponse(conn, head, data[body_at:], scope, idle_s)
 
 
+async def _connect(host: str, port: int) -> trio.SocketStream:
+    """A TCP connection; to an address (the common upstream on a private
+    network) without ``open_tcp_stream``'s name lookup and its nursery of attempts."""
+    family = _address_family(host)
+    if family is None:
+        return await trio.open_tcp_stream(host, port)
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+    try:
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+@functools.cache
+def _address_family(host: str) -> int | None:
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return None
+
+
 @functools.cache
 def _host_header(origin: Origin) -> tuple[bytes, bytes]:
     scheme, host, port = origin
     default = 443 if scheme == "https" else 80
+    if _address_family(host) == socket.AF_INET6:
+        host = f"[{host}]"
     return (b"host", (host if port == default else f"{host}:{port}").encode("ascii"))
 
 
