@@ -28,8 +28,10 @@ MAX_HEAD = 64 * 1024
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _LINE = re.compile(rb"\r?\n")
-_STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?")
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+_STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: .*)?", re.DOTALL)
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_HEAD_CHARS = bytes([9, 10, 13, *range(0x20, 0x7F), *range(0x80, 0x100)])
+"""What a head may hold: visible characters, spaces, HTAB, and CR and LF to end lines."""
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -73,21 +75,32 @@ def parse_head(data: bytes, head_request: bool) -> tuple[Head, int] | None:
     None while it is incomplete. Informational (1xx) heads are skipped."""
     start = 0
     while True:
-        end = _HEAD_END.search(data, start)
-        if end is None:
-            if len(data) - start > MAX_HEAD:
-                raise ProtocolError("response head too long")
-            return None
-        if end.start() - start > MAX_HEAD:
+        # Byte searches first: a regular expression costs more than the rest.
+        end = data.find(b"\r\n\r\n", start)
+        if end >= 0 and b"\n\n" not in data[start:end] and b"\n\r\n" not in data[start:end]:
+            body_at = end + 4
+        else:  # a head whose lines end in bare LF, or one not all in yet
+            found = _HEAD_END.search(data, start)
+            if found is None:
+                if len(data) - start > MAX_HEAD:
+                    raise ProtocolError("response head too long")
+                return None
+            end, body_at = found.start(), found.end()
+        if end - start > MAX_HEAD:
             raise ProtocolError("response head too long")
-        head = _parse(data[start : end.start()], head_request)
-        start = end.end()
+        head = _parse(data[start:end], head_request)
+        start = body_at
         if head is not None:
             return head, start
 
 
 def _parse(raw: bytes, head_request: bool) -> Head | None:
-    status_line, *lines = _LINE.split(raw)
+    if raw.translate(None, _HEAD_CHARS) or raw.count(b"\r") != raw.count(b"\r\n"):
+        raise ProtocolError("control character in the response head")
+    lines = raw.split(b"\r\n")
+    if len(lines) != raw.count(b"\n") + 1:  # some lines end in a bare LF
+        lines = _LINE.split(raw)
+    status_line, *lines = lines
     status = _STATUS.fullmatch(status_line)
     if status is None:
         raise ProtocolError(f"bad status line {status_line[:60]!r}")
@@ -99,10 +112,10 @@ def _parse(raw: bytes, head_request: bool) -> Head | None:
     lengths: set[bytes] = set()
     close = status[1] == b"0"
     for line in lines:
-        field = _FIELD.fullmatch(line)
-        if field is None:
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name.translate(None, _TOKEN_CHARS):  # a folded line neither
             raise ProtocolError(f"bad header line {line[:60]!r}")
-        name, value = field[1].lower(), field[2]
+        name, value = name.lower(), value.strip(b" \t")
         headers.append((name, value))
         if name == b"transfer-encoding":
             if value.lower() != b"chunked" or chunked:
