@@ -5,11 +5,14 @@ Kept loose: hypercorn passes plain dicts.
 
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 __all__ = [
     "CLIENT_GONE",
+    "CLIENT_HANGUP",
     "ASGIApp",
+    "Hangup",
     "Message",
     "Receive",
     "Scope",
@@ -27,6 +30,24 @@ type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CLIENT_GONE = "trioproxy.client_gone"
 """A scope entry: a synchronous hook hypercorn's read task calls the moment the
 client leaves, before it queues ``http.disconnect`` (:mod:`trioproxy.server.guards.gone`)."""
+
+CLIENT_HANGUP = "trioproxy.client_hangup"
+"""A scope entry the server puts in HTTP/1.1 requests: an object with
+``arm(action)``, ``disarm()``, ``fired`` and ``lock``. Once armed, ``action``
+runs from a watcher thread, under ``lock``, the moment the client's
+connection hangs up, without waiting for the event loop
+(:mod:`trioproxy.server.guards.hangup`)."""
+
+
+class Hangup(Protocol):
+    """What :data:`CLIENT_HANGUP` holds."""
+
+    @property
+    def lock(self) -> AbstractContextManager[bool]: ...
+    @property
+    def fired(self) -> bool: ...
+    def arm(self, action: Callable[[], None]) -> None: ...
+    def disarm(self) -> None: ...
 
 
 async def disconnected(receive: Receive) -> None:

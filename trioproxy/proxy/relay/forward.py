@@ -99,6 +99,11 @@ class Forwarder:
                     await self._relay_answer(response, send, rec, beat, early)
                     return
             except UpstreamError as exc:
+                if rec.upstream_handle.client_left:
+                    # The client hung up, and its hang-up shut the upstream
+                    # down: a stop, not the upstream's failure.
+                    rec.client_gone()
+                    return
                 if exc.unreached:
                     self._balancer.unreachable(upstream, str(exc))
                     if not last:

@@ -16,7 +16,7 @@ import time
 import certifi
 import trio
 
-from trioproxy.asgi import CLIENT_GONE, Receive, Scope, Send, disconnected
+from trioproxy.asgi import CLIENT_GONE, CLIENT_HANGUP, Receive, Scope, Send, disconnected
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.balance import Balancer
@@ -159,6 +159,7 @@ class Relay:
         async with trio.open_nursery() as nursery:
             rec.cancel_scope = nursery.cancel_scope
             scope[CLIENT_GONE] = rec.client_gone  # hypercorn's read task calls it first
+            rec.upstream_handle.hangup = scope.get(CLIENT_HANGUP)  # or its watcher thread
             nursery.start_soon(_watch_client, receive, rec)
             method = scope["method"].encode("ascii")
             exchange = Exchange(method, tail, scope["query_string"], scope["headers"], body)

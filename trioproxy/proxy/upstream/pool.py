@@ -27,17 +27,19 @@ SSE ``error`` event of type ``upstream_timeout``) and ``unreached`` (nothing
 reached the upstream: a fallback may be tried).
 """
 
+import contextlib
 import functools
 import ipaddress
 import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
+from trioproxy.asgi import Hangup
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
 from trioproxy.proxy.upstream.http11 import (
     Framing,
@@ -81,13 +83,15 @@ class Deadlines:
 
 
 class _Connection:
-    __slots__ = ("closed", "idle_until", "stream")
+    __slots__ = ("closed", "idle_until", "lock", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.idle_until = 0.0
         self.closed = False
         """Closed by us (a stop may close it from another task): never pooled again."""
+        self.lock: AbstractContextManager[bool] | None = None
+        """While a client's hang-up may shut it down from another thread: held to close it."""
 
     @property
     def _socket(self) -> trio.socket.SocketType:
@@ -107,8 +111,21 @@ class _Connection:
 
     def close_now(self) -> None:
         """Close the socket from any task, without waiting: a task blocked on it wakes."""
-        self.closed = True
-        self._socket.close()
+        lock = self.lock
+        if lock is None:
+            self.closed = True
+            self._socket.close()
+            return
+        with lock:  # its number is not reused while the hang-up's thread may use it
+            self.closed = True
+            self._socket.close()
+
+    def shut_down(self) -> None:
+        """From the hang-up watcher's thread, under ``lock``: the upstream sees the
+        client go at once; the loop closes the socket when it gets there."""
+        if not self.closed:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
         # At once, with no TLS close_notify to wait on; a second close (the
@@ -267,11 +284,15 @@ class UpstreamPool:
             raise UpstreamError(str(exc), unreached=True) from exc
         exchange = _Exchange(head + body, method == b"HEAD", deadlines, on_sent, handle)
         with trio.CancelScope(deadline=trio.current_time() + deadlines.connect_s) as scope:
-            response = await self._exchange(origin, exchange, scope)
+            try:
+                response = await self._exchange(origin, exchange, scope)
+            except BaseException:
+                exchange.handle.detach()  # every attach is undone: no action outlives its exchange
+                raise
             try:
                 yield response
             finally:
-                exchange.handle.conn = None
+                exchange.handle.detach()
                 await self._release(origin, response)
         if scope.cancelled_caught:
             if exchange.answered and not response.receiving:
@@ -291,6 +312,8 @@ class UpstreamPool:
             try:
                 return await exchange.run(conn, scope)
             except _Stale as exc:
+                if exchange.handle.client_left:  # never sent again for a client that left
+                    raise UpstreamError("the client left") from exc
                 if not reused:
                     message = f"upstream closed the connection without answering: {exc}"
                     raise UpstreamError(message) from exc
@@ -368,7 +391,7 @@ class _Exchange:
         self.handle = handle or UpstreamHandle()
 
     async def run(self, conn: _Connection, scope: trio.CancelScope) -> UpstreamResponse:
-        self.handle.conn = conn
+        self.handle.attach(conn)
         scope.deadline = trio.current_time() + self.deadlines.headers_s
         try:
             await conn.stream.send_all(self.request)
@@ -399,10 +422,33 @@ class UpstreamHandle:
     then wakes with an error and is cancelled at its next checkpoint.
     """
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "hangup")
 
-    def __init__(self) -> None:
+    def __init__(self, hangup: Hangup | None = None) -> None:
         self.conn: _Connection | None = None
+        self.hangup = hangup
+        """The client connection's hang-up (HTTP/1.1): it shuts the upstream
+        socket down from its own thread, before the loop's turn comes."""
+
+    @property
+    def client_left(self) -> bool:
+        """The client hung up while the exchange ran: what failed next is the stop's doing."""
+        return self.hangup is not None and self.hangup.fired
+
+    def attach(self, conn: _Connection) -> None:
+        self.conn = conn
+        if self.hangup is not None:
+            conn.lock = self.hangup.lock
+            self.hangup.arm(conn.shut_down)
+
+    def detach(self) -> None:
+        conn, self.conn = self.conn, None
+        if self.hangup is not None:
+            self.hangup.disarm()
+            if conn is not None:
+                conn.lock = None
+                if self.hangup.fired:
+                    conn.closed = True  # shut down: never pooled
 
     def close_now(self) -> None:
         if self.conn is not None:

@@ -16,6 +16,8 @@ sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
   socket when no other write is under way (no lock, no cancel scope).
 - :mod:`.gone`: a client's leaving closes its upstream in the read task's
   own step, not a trio batch later in the relay's watcher.
+- :mod:`.hangup`: a client's hang-up (FIN or reset) acted on from a watcher
+  thread, without waiting for the event loop's batch to end.
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
   bytes never blind hypercorn's read loop to a client leaving.
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
@@ -29,7 +31,7 @@ Per-server limits are read from hypercorn's ``Config`` (see
 :data:`DEFAULTS`.
 """
 
-from trioproxy.server.guards import connection, fastwrite, gone, http1, http2, idle
+from trioproxy.server.guards import connection, fastwrite, gone, hangup, http1, http2, idle
 from trioproxy.server.guards.limits import DEFAULTS, ServerLimits
 
 __all__ = ["DEFAULTS", "ServerLimits", "install"]
@@ -45,6 +47,7 @@ def install() -> None:
     connection.install()
     fastwrite.install()
     gone.install()
+    hangup.install()
     idle.install()
     http1.install()
     http2.install()
