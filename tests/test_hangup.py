@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 
 import pytest
 import trio
+import trio.testing
 
-from tests.conftest import AccessLog, assert_no_tracebacks, start_proxy
+from tests.conftest import (
+    AccessLog,
+    assert_no_tracebacks,
+    live_tasks,
+    open_fds,
+    start_proxy,
+    wait_for_baseline,
+)
 from trioproxy.conformance import RawClient, StopKind, chat_body, request_bytes
 from trioproxy.proxy.gateway.config import ProxyConfig
 
@@ -82,6 +90,8 @@ async def test_a_hang_up_reaches_the_upstream_while_the_loop_is_busy(
     thread_upstream.silent = phase == "waiting_headers"
     config = ProxyConfig(upstream=f"http://127.0.0.1:{thread_upstream.port}/v1")
     host, port = (await start_proxy(nursery, config)).removeprefix("http://").rsplit(":", 1)
+    await trio.testing.wait_all_tasks_blocked()  # the server's own tasks are all up
+    tasks, fds = live_tasks(), open_fds()
     with trio.fail_after(10):
         for attempt in range(2):  # the second on a pooled connection, when one was kept
             client = await RawClient.connect(host, int(port))
@@ -100,5 +110,6 @@ async def test_a_hang_up_reaches_the_upstream_while_the_loop_is_busy(
             line = await access_log.wait_for_line(f" 499 outcome=client_closed phase={phase}")
             access_log.lines.remove(line)
             client.close()
+        await wait_for_baseline(tasks, fds)  # the shut-down upstream sockets are closed too
     assert thread_upstream.requests == 2  # a stop is never sent upstream again
     assert_no_tracebacks(caplog)

@@ -23,7 +23,10 @@ can send neither headers nor a body) or in the model name
 Each request's :class:`Fate` says whether it completed or the peer
 disconnected, when (``time.monotonic()``, comparable across processes on one
 machine) and after how many tokens. The upstream notices a disconnect the way
-the proxy does: a watcher blocked on ``receive()``.
+the proxy does: a watcher blocked on ``receive()``. The time of a hang-up is
+the moment the server's hang-up watcher saw it (``CLIENT_HANGUP``), from its
+own thread: a checker whose loop is busy with a storm's thousand clients
+would otherwise time its own batches, not the proxy.
 """
 
 import contextlib
@@ -37,7 +40,16 @@ from urllib.parse import parse_qsl
 
 import trio
 
-from trioproxy.asgi import Message, Receive, Scope, Send, disconnected, send_json
+from trioproxy.asgi import (
+    CLIENT_HANGUP,
+    Hangup,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    disconnected,
+    send_json,
+)
 from trioproxy.sim.render import CREATED, MODELS, Render, render_for
 
 __all__ = ["Fate", "SimParams", "SimUpstream"]
@@ -64,6 +76,8 @@ class Fate:
     bytes_sent: int = 0
     outcome: str = "running"  # "completed" | "disconnected" | "dropped"
     ended_at: float | None = None
+    hung_up_at: float | None = None
+    """When the server's watcher thread saw the peer's connection hang up."""
     sha256: str = ""
     request_headers: dict[str, str] = field(default_factory=dict)
     started: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -136,8 +150,18 @@ class SimUpstream:
         # Named by a header, a request is on record from its first byte, so a
         # proxy that streams a body upstream and then abandons it is seen.
         early = dict(scope["headers"]).get(b"x-sim-id")
+        hangup: Hangup | None = scope.get(CLIENT_HANGUP)
         if early is not None:
-            self._start(self.fate(early.decode()), scope, {})
+            self._start(self.fate(early.decode()), scope, {}, hangup)
+        try:
+            await self._serve(scope, receive, send, early, hangup)
+        finally:
+            if hangup is not None:
+                hangup.disarm()
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, early: bytes | None, hangup: Hangup | None
+    ) -> None:
         body = await _read_body(receive)
         if body is None:
             if early is not None:
@@ -155,7 +179,7 @@ class SimUpstream:
         headers = _settings(scope["headers"], query, request)
         fate = self.fate(headers.get("x-sim-id") or next(self._ids))
         if early is None:
-            self._start(fate, scope, headers)
+            self._start(fate, scope, headers, hangup)
         fate.request_headers = headers
         render = render_for(scope["path"], request, f"{fate.sim_id}")
         if render is None:
@@ -177,11 +201,19 @@ class SimUpstream:
         fate.sha256 = digest.hexdigest()
         _end(fate, "completed")
 
-    def _start(self, fate: Fate, scope: Scope, headers: dict[str, str]) -> None:
+    def _start(
+        self, fate: Fate, scope: Scope, headers: dict[str, str], hangup: Hangup | None
+    ) -> None:
         fate.path, fate.http_version = scope["path"], scope["http_version"]
         fate.request_headers = headers
         fate.started_at = time.monotonic()
         fate.started.set()
+        if hangup is not None:
+
+            def hung_up() -> None:  # in the watcher's thread: one assignment, no more
+                fate.hung_up_at = time.monotonic()
+
+            hangup.arm(hung_up)
 
     def _params(self, headers: dict[str, str], request: dict[str, Any]) -> SimParams:
         d = self.defaults
@@ -281,7 +313,8 @@ def _end(fate: Fate, outcome: str) -> None:
     if fate.outcome == "running":
         fate.outcome = outcome
     if fate.ended_at is None:
-        fate.ended_at = time.monotonic()
+        hung_up = fate.outcome == "disconnected" and fate.hung_up_at is not None
+        fate.ended_at = fate.hung_up_at if hung_up else time.monotonic()
     fate.ended.set()
 
 

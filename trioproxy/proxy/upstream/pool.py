@@ -444,11 +444,11 @@ class UpstreamHandle:
     def detach(self) -> None:
         conn, self.conn = self.conn, None
         if self.hangup is not None:
-            self.hangup.disarm()
+            self.hangup.disarm()  # from here on, its action never runs
             if conn is not None:
                 conn.lock = None
                 if self.hangup.fired:
-                    conn.closed = True  # shut down: never pooled
+                    conn.close_now()  # shut down already: closed, never pooled
 
     def close_now(self) -> None:
         if self.conn is not None:
