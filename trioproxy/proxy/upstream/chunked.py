@@ -78,10 +78,7 @@ class ChunkedBody:
                 raise ChunkError(f"bad chunk size line {buf[pos:eol][:40]!r}")
             pos = eol + 2
             self._left = int(size[1], 16)
-            if not self._left:
-                self._trailer = True
-                pos = self._skip_trailer(buf, pos)
-                break
+            self._trailer = not self._left  # the last chunk: its trailer section follows
         self._buf = buf[pos:] if pos < end else b""
         return out[0] if len(out) == 1 else b"".join(out)
 

@@ -111,12 +111,9 @@ class _Connection:
 
     def close_now(self) -> None:
         """Close the socket from any task, without waiting: a task blocked on it wakes."""
-        lock = self.lock
-        if lock is None:
-            self.closed = True
-            self._socket.close()
-            return
-        with lock:  # its number is not reused while the hang-up's thread may use it
+        # Under the hang-up's lock, if armed: the descriptor's number is not
+        # reused while the watcher's thread may shut it down.
+        with self.lock or contextlib.nullcontext():
             self.closed = True
             self._socket.close()
 
@@ -143,6 +140,7 @@ class UpstreamResponse:
         "_conn",
         "_left",
         "_pending",
+        "_read_all",
         "_scope",
         "_slack_s",
         "framing",
@@ -169,18 +167,22 @@ class UpstreamResponse:
         """Names in lower case."""
         self.framing = head.framing
         self.keep_alive = head.keep_alive
+        """The upstream keeps the connection, and sent nothing after the body."""
         self.idle_s = idle_s
         # How early the idle timeout may fire: a second, or a tenth of a short one.
         self._slack_s = min(1.0, idle_s / 10)
         self.receiving = False
         """Waiting on the upstream (else the relay is busy with its client)."""
-        self.whole = head.framing is Framing.NONE
-        """The body was read to its end, and nothing came after it."""
-        self._left = head.length
         self._chunked = ChunkedBody() if head.framing is Framing.CHUNKED else None
-        self._pending = b""
-        if leftover:
-            self._pending = self._take(leftover)
+        self._left = head.length
+        """With a length (no body is a length of 0): body bytes still to come."""
+        self._read_all = (
+            head.framing is not Framing.CLOSE and self._chunked is None and not self._left
+        )
+        """The body's last byte was read."""
+        self.whole = self._read_all
+        """The body was handed out to its end."""
+        self._pending = self._take(leftover) if leftover else b""
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
@@ -188,45 +190,35 @@ class UpstreamResponse:
     async def next_chunk(self) -> bytes | None:
         """The next body bytes, or None once the body is whole."""
         while not self._pending:
-            if self._ended():
+            if self._read_all:
+                self.whole = True
                 return None
             data = await self._receive()
             if not data:
-                if self.framing is Framing.CLOSE:
-                    self.keep_alive = False
-                    self.whole = True
-                    return None
-                raise UpstreamError("upstream closed mid-answer")
-            self._pending = self._take(data)
+                if self.framing is not Framing.CLOSE:
+                    raise UpstreamError("upstream closed mid-answer")
+                self.keep_alive = False
+                self._read_all = True
+            else:
+                self._pending = self._take(data)
         chunk, self._pending = self._pending, b""
         return chunk
 
-    def _ended(self) -> bool:
-        if self.whole:
-            return True
-        if self._chunked is not None:
-            self.whole = self._chunked.done and not self._chunked.extra
-            return self._chunked.done
-        if self.framing is Framing.LENGTH:
-            self.whole = not self._left
-            return self.whole
-        return False
-
     def _take(self, data: bytes) -> bytes:
-        """The body bytes in what was read."""
+        """The body bytes in what was read; bytes past the body's end forbid reuse."""
         if self._chunked is not None:
             try:
-                return self._chunked.feed(data)
+                data = self._chunked.feed(data)
             except ChunkError as exc:
                 raise UpstreamError(f"upstream answer broken: {exc}") from exc
-        if self.framing is Framing.LENGTH:
+            self._read_all = self._chunked.done
+            self.keep_alive = self.keep_alive and not self._chunked.extra
+        elif self.framing is not Framing.CLOSE:
             if len(data) > self._left:
-                self.keep_alive = False  # bytes after the answer: never reused
+                self.keep_alive = False
                 data = data[: self._left]
             self._left -= len(data)
-        elif self.framing is Framing.NONE:
-            self.keep_alive = False
-            return b""
+            self._read_all = not self._left
         return data
 
     async def read(self) -> bytes:

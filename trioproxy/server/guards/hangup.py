@@ -33,7 +33,6 @@ Safety, since file descriptor numbers are reused:
 import contextlib
 import os
 import select
-import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -87,10 +86,9 @@ class _Watcher:
             for fd, _ in self._epoll.poll():
                 with self.lock:
                     hangup = self.armed.get(fd)
-                    action = hangup.action if hangup is not None else None
-                    if action is None or hangup is None or not _hung_up(fd):
+                    if hangup is None or hangup.action is None or not _hung_up(fd):
                         continue
-                    hangup.action = None
+                    action, hangup.action = hangup.action, None
                     hangup.fired = True
                     with contextlib.suppress(Exception):  # a fault here must not end the thread
                         action()
@@ -141,12 +139,12 @@ class Hangup:
             _watcher.disarm(self)
 
 
-def _client_socket(protocol: Any) -> socket.socket | None:
+def _client_fd(protocol: Any) -> int | None:
     server = getattr(protocol.send, "__self__", None)  # hypercorn's TCPServer
     stream = getattr(server, "stream", None)
     stream = getattr(stream, "transport_stream", stream)  # under TLS, the TCP stream
     sock = getattr(stream, "socket", None)
-    return sock if isinstance(sock, socket.socket) or hasattr(sock, "fileno") else None
+    return sock.fileno() if sock is not None else None
 
 
 def install() -> None:
@@ -160,10 +158,10 @@ def install() -> None:
             return
         hangup = getattr(self, "_trioproxy_hangup", None)
         if hangup is None:  # one per connection, for each of its requests in turn
-            sock = _client_socket(self)
-            if sock is None:
+            fd = _client_fd(self)
+            if fd is None:
                 return
-            hangup = Hangup(sock.fileno())
+            hangup = Hangup(fd)
             self._trioproxy_hangup = hangup
         scope[CLIENT_HANGUP] = hangup
 
