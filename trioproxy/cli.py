@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -15,7 +16,7 @@ from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
-from trioproxy.proxy.workers import LISTEN_FD, run_workers
+from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
 from trioproxy.server import hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
 
@@ -131,17 +132,35 @@ class _Stop:
             self._signals.__exit__(None, None, None)
 
 
-def _settings(args: argparse.Namespace) -> ServerSettings:
+def _settings(given: dict[str, Any]) -> ServerSettings:
     try:
-        return load(None, {opt.name: getattr(args, opt.name) for opt in OPTIONS})
+        return load(None, given)
     except SettingsError as exc:
         sys.exit(f"trioproxy: configuration error: {exc}")
 
 
+def _warn_of_keys_given(given: dict[str, Any]) -> None:
+    """One line for every key on the command line: any local user reads it there."""
+    named = [opt for opt in OPTIONS if opt.secret and given.get(opt.name)]
+    if not named:
+        return
+    instead = [f"{opt.option} as ${opt.variable}" for opt in named]
+    log.warning(
+        "%s on the command line can be read by any local user (/proc/PID/cmdline): give %s "
+        "or in the --config file instead",
+        ", ".join(opt.option for opt in named),
+        ", ".join(instead),
+    )
+
+
 def _run_serve(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    given = worker_options()  # a worker: the parent's options, never in its own argv
+    if given is None:
+        given = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
+        _warn_of_keys_given(given)
+    settings = _settings(given)
     if settings.workers > 1:
-        run_workers(settings.workers, settings.host, settings.port)
+        run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
     else:
         trio.run(_serve, settings)
 

@@ -24,16 +24,23 @@ from trioproxy.proxy.admin.control import Admin
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.gate import with_cors, with_keys
+from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
 from trioproxy.proxy.relay.errors import error_body
 from trioproxy.proxy.relay.race import Relay, open_upstream_pool
 from trioproxy.proxy.upstream.pool import UpstreamPool
 from trioproxy.server import serve_app
 
-__all__ = ["build_app", "serve_proxy"]
+__all__ = ["CONTROL_HEADERS", "build_app", "serve_proxy"]
+
+CONTROL_HEADERS = (
+    (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+"""On every answer of a control route (``/admin...``, ``/metrics``)."""
 
 
-def _control_app(admin: Admin, metrics: Metrics) -> QuartTrio:
+def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes]) -> QuartTrio:
     app = QuartTrio("trioproxy")
 
     def admin_denied() -> Any:
@@ -62,6 +69,8 @@ def _control_app(admin: Admin, metrics: Metrics) -> QuartTrio:
 
     @app.get("/metrics")
     async def prometheus() -> Any:
+        if metrics_keys and not bearer_ok(request.scope, metrics_keys):  # type: ignore[arg-type]
+            return _json_error(401, "metrics key missing or wrong", "invalid_api_key")
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     # Never let Quart cut a response on a clock; streams end when they end.
@@ -100,7 +109,10 @@ def build_app(
     inflight = Inflight(metrics)
     cluster = Cluster(inflight, run_dir)
     admin = Admin(cluster, metrics, config.admin_key)
-    control = _control_app(admin, metrics)
+    # With a metrics key, the admin key opens /metrics too; without one, /metrics is
+    # open (Prometheus's way), even with an admin key: a scraper set up before keeps working.
+    metrics_keys = {config.metrics_key, config.admin_key} if config.metrics_key else set()
+    control = _control_app(admin, metrics, frozenset(k.encode() for k in metrics_keys if k))
     relay: ASGIApp = Relay(config, pool, inflight, metrics, run_dir)
     if keys := config.keys():
         relay = with_keys(relay, keys, metrics, run_dir)

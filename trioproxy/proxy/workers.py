@@ -17,10 +17,18 @@ each worker's control socket, through which any worker's admin sees and
 cancels the others' requests (:mod:`trioproxy.proxy.admin.cluster`), and the metrics'
 per-worker files, which any worker's ``/metrics`` sums (:mod:`trioproxy.proxy.admin.metrics`).
 When a worker exits, its socket and its live gauges go; its counters stay.
+
+A worker's command line holds no setting: ``/proc/PID/cmdline`` is readable
+by every local user, and the options may hold keys. The parent writes the
+options it was given as JSON into a sealed memory file that each worker
+inherits (:data:`OPTIONS_FD` names it) and reads once; only the worker's
+user can open it, as with ``/proc/PID/environ``.
 """
 
 import contextlib
 import ctypes
+import fcntl
+import json
 import logging
 import os
 import pathlib
@@ -32,6 +40,7 @@ import sys
 import tempfile
 import time
 from types import FrameType
+from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
 
@@ -39,9 +48,10 @@ from trioproxy.proxy.admin.cluster import RUN_DIR, socket_path
 from trioproxy.proxy.admin.metrics import MULTIPROC_DIR
 from trioproxy.proxy.gateway.tally import forget_worker
 
-__all__ = ["LISTEN_FD", "run_workers"]
+__all__ = ["LISTEN_FD", "OPTIONS_FD", "run_workers", "worker_options"]
 
 LISTEN_FD = "TRIOPROXY_LISTEN_FD"
+OPTIONS_FD = "TRIOPROXY_OPTIONS_FD"
 
 log = logging.getLogger("trioproxy.workers")
 
@@ -51,10 +61,10 @@ _HEALTHY_AFTER_S = 60.0
 
 
 class _Supervisor:
-    def __init__(self, argv: list[str], env: dict[str, str], listen_fd: int) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], fds: tuple[int, ...]) -> None:
         self._argv = argv
         self._env = env
-        self._fd = listen_fd
+        self._fds = fds
         self._run_dir = env[RUN_DIR]
         self.workers: dict[int, float] = {}  # pid -> when it started
         self.stopping = False
@@ -62,7 +72,7 @@ class _Supervisor:
 
     def start(self) -> int:
         worker = subprocess.Popen(
-            self._argv, env=self._env, pass_fds=(self._fd,), preexec_fn=_end_with_parent
+            self._argv, env=self._env, pass_fds=self._fds, preexec_fn=_end_with_parent
         )
         self.workers[worker.pid] = time.monotonic()
         return worker.pid
@@ -117,9 +127,37 @@ def _describe(code: int) -> str:
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
 
 
-def run_workers(count: int, host: str, port: int) -> None:
+def _share(options: dict[str, Any]) -> int:
+    """A sealed memory file holding ``options``: no worker can change what the next one reads."""
+    fd = os.memfd_create("trioproxy-options", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    os.write(fd, json.dumps(options).encode())
+    seals = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+    fcntl.fcntl(fd, fcntl.F_ADD_SEALS, seals)
+    return fd
+
+
+def worker_options() -> dict[str, Any] | None:
+    """In a worker, the options the parent was given; None in any other process."""
+    if (name := os.environ.pop(OPTIONS_FD, None)) is None:
+        return None
+    fd = int(name)
+    try:
+        # pread: the file's offset is shared with every other worker.
+        size, data = os.fstat(fd).st_size, b""
+        while len(data) < size and (chunk := os.pread(fd, size - len(data), len(data))):
+            data += chunk
+    finally:
+        os.close(fd)
+    options: dict[str, Any] = json.loads(data)
+    return options
+
+
+def run_workers(count: int, host: str, port: int, options: dict[str, Any], log_level: str) -> None:
+    """Serve with ``count`` workers, each given ``options`` (by name, as the command line's)."""
     listener = socket.create_server((host, port), backlog=4096, reuse_port=False)
     listener.set_inheritable(True)
+    # Each worker would start workers of its own without workers=1.
+    shared = _share(options | {"workers": 1})
     run_dir = tempfile.mkdtemp(prefix="trioproxy-")  # 0700: only this user reaches the sockets
     metrics_dir = pathlib.Path(run_dir) / "metrics"
     metrics_dir.mkdir()
@@ -127,17 +165,17 @@ def run_workers(count: int, host: str, port: int) -> None:
         LISTEN_FD: str(listener.fileno()),
         RUN_DIR: run_dir,
         MULTIPROC_DIR: str(metrics_dir),
+        OPTIONS_FD: str(shared),
     }
-    argv = [sys.executable, "-m", "trioproxy", *sys.argv[1:]]
-    # Each worker would start workers of its own without this.
-    argv += ["--workers", "1"]
-    supervisor = _Supervisor(argv, env, listener.fileno())
+    argv = [sys.executable, "-m", "trioproxy", "--log-level", log_level, "serve"]
+    supervisor = _Supervisor(argv, env, (listener.fileno(), shared))
     signal.signal(signal.SIGTERM, supervisor.forward)
     signal.signal(signal.SIGINT, supervisor.forward)
     try:
         codes = _supervise(supervisor, count)
     finally:
         listener.close()
+        os.close(shared)
         shutil.rmtree(run_dir, ignore_errors=True)
     sys.exit(max(codes, default=0))
 

@@ -45,6 +45,8 @@ class ProxyConfig:
     client_keys: tuple[ClientKey, ...] = ()
     """Named keys, with limits of their own; together with ``api_keys``."""
     admin_key: str | None = None
+    metrics_key: str | None = None
+    """``/metrics`` needs this key or the admin key; None: ``/metrics`` is open."""
     cors_origins: tuple[str, ...] = ()
     heartbeat_s: float = 0.0
     """SSE comment every this many seconds of upstream silence; 0: none."""

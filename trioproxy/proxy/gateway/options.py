@@ -45,6 +45,9 @@ class Option:
     """The file's list and the command line's (or the variable's) add up, no one wins."""
     shown_default: str | None = None
     """The README's default column, where the value itself would say less."""
+    secret: bool = False
+    """A key: given on the command line, it is in ``/proc/PID/cmdline`` for any local
+    user to read, so start-up warns and points to the variable or the file."""
 
     @property
     def option(self) -> str:
@@ -95,7 +98,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("keyfile", str, None, "the certificate's private key (PEM)", "PEM",
            toml="server.keyfile", shown_default="none"),
     Option("upstream_key", str, None, "sent upstream as `Authorization: Bearer KEY`, in place "
-           "of every client credential", "KEY", shown_default="none"),
+           "of every client credential", "KEY", shown_default="none", secret=True),
     Option("upstream_ca", str, None, "verify an HTTPS upstream with this CA bundle", "PEM",
            shown_default="certifi's CAs"),
     Option("connect_timeout", float, 10.0, "connecting to the upstream", "S",
@@ -121,10 +124,13 @@ OPTIONS: tuple[Option, ...] = (
            "this long", "S", toml="limits.send_stall_s"),
     Option("api_key", str, [], "clients must send `Authorization: Bearer KEY` (repeatable); "
            "never forwarded", "KEY", toml="auth.api_keys", env="TRIOPROXY_API_KEYS",
-           repeat=True, accumulate=True, shown_default="none"),
+           repeat=True, accumulate=True, shown_default="none", secret=True),
     Option("admin_key", str, None, "enables the admin: the live page at `/admin/`, "
            "`GET /admin/requests` and `DELETE /admin/requests/{id}`", "KEY",
-           shown_default="none"),
+           shown_default="none", secret=True),
+    Option("metrics_key", str, None, "`/metrics` then needs `Authorization: Bearer KEY` (or "
+           "the admin key); without it `/metrics` is open", "KEY", toml="auth.metrics_key",
+           shown_default="none", secret=True),
     Option("cors_origin", str, [], "browser origins allowed to call the proxy (repeatable; "
            "`*` for any)", "ORIGIN", toml="cors.origins", env="TRIOPROXY_CORS_ORIGINS",
            repeat=True, shown_default="none"),

@@ -86,6 +86,7 @@ def load(
         api_keys=frozenset(api_keys),
         client_keys=_client_keys(data.get("key", []), env),
         admin_key=admin_key,
+        metrics_key=v["metrics_key"],
         cors_origins=tuple(v["cors_origin"]),
         heartbeat_s=float(v["heartbeat"]),
         early_headers=bool(v["early_headers"]),
