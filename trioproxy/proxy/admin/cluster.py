@@ -11,7 +11,10 @@ inside its worker: only listings and cancels cross.
 
 The wire protocol is one JSON line each way per connection. A worker that
 does not answer within :data:`ASK_TIMEOUT_S` is left out of the listing
-(its socket is removed by the parent when it exits).
+(its socket is removed by the parent when it exits). Whatever arrives on a
+socket, a question or an answer (too long, not JSON, nested past the parser's
+depth, not an object, fields of the wrong type), ends that one exchange with
+one WARNING line; the worker goes on.
 """
 
 import contextlib
@@ -19,6 +22,7 @@ import json
 import logging
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -30,6 +34,8 @@ __all__ = ["ASK_TIMEOUT_S", "RUN_DIR", "Cluster"]
 RUN_DIR = "TRIOPROXY_RUN_DIR"
 ASK_TIMEOUT_S = 2.0
 _MAX_ANSWER = 32 * 1024 * 1024  # a listing of some 100,000 requests
+_MAX_QUESTION = 4096  # {"op": "cancel", "id": ...}
+_PARTS = ("requests", "recent")
 
 log = logging.getLogger("trioproxy.cluster")
 
@@ -72,7 +78,7 @@ class Cluster:
         answers = await self._ask_all({"op": "list"})
         for answer in answers:
             for part in merged:
-                merged[part] += answer.get(part, [])
+                merged[part] += answer[part]
         merged["recent"].sort(key=lambda r: r["ended_s_ago"])
         return merged
 
@@ -82,8 +88,8 @@ class Cluster:
         owner = _owner(request_id)
         if self._dir is None or owner is None or owner == os.getpid():
             return False
-        answer = await _ask(socket_path(self._dir, owner), {"op": "cancel", "id": request_id})
-        return bool(answer and answer.get("cancelled"))
+        question = {"op": "cancel", "id": request_id}
+        return await _ask(socket_path(self._dir, owner), question, _cancelled) is True
 
     def _own_listing(self) -> dict[str, list[dict[str, Any]]]:
         return {"requests": self.inflight.listing(), "recent": self.inflight.recent()}
@@ -93,11 +99,11 @@ class Cluster:
             return []
         return [p for p in self._dir.glob("worker-*.sock") if p != self._own]
 
-    async def _ask_all(self, question: dict[str, Any]) -> list[dict[str, Any]]:
-        answers: list[dict[str, Any]] = []
+    async def _ask_all(self, question: dict[str, Any]) -> list[dict[str, list[dict[str, Any]]]]:
+        answers: list[dict[str, list[dict[str, Any]]]] = []
 
         async def ask(path: pathlib.Path) -> None:
-            if (answer := await _ask(path, question)) is not None:
+            if (answer := await _ask(path, question, _listing)) is not None:
                 answers.append(answer)
 
         async with trio.open_nursery() as nursery:
@@ -110,15 +116,52 @@ class Cluster:
         async with stream:
             with trio.move_on_after(ASK_TIMEOUT_S):
                 try:
-                    question = json.loads(await _read_all(stream))
+                    question = _question(await _read_all(stream, _MAX_QUESTION))
                     answer: dict[str, Any]
-                    if question.get("op") == "cancel":
-                        answer = {"cancelled": self.inflight.cancel(str(question.get("id")))}
+                    if question["op"] == "cancel":
+                        answer = {"cancelled": self.inflight.cancel(question["id"])}
                     else:
                         answer = self._own_listing()
                     await stream.send_all(json.dumps(answer).encode())
-                except (OSError, trio.BrokenResourceError, ValueError, AttributeError) as exc:
-                    log.warning("a control question went unanswered: %r", exc)
+                except (OSError, trio.BrokenResourceError, ValueError, RecursionError) as exc:
+                    log.warning("a control question went unanswered: %s", _brief(exc))
+
+
+def _question(data: bytes) -> dict[str, str]:
+    """``{"op": "list"}`` or ``{"op": "cancel", "id": "..."}``; ValueError for anything else."""
+    question = json.loads(data)
+    if not isinstance(question, dict) or question.get("op") not in ("list", "cancel"):
+        raise ValueError("not a question: an object with op list or cancel")
+    if question["op"] == "cancel" and not isinstance(question.get("id"), str):
+        raise ValueError("a cancel without a string id")
+    return question
+
+
+def _listing(data: bytes) -> dict[str, list[dict[str, Any]]]:
+    """Another worker's answer to ``list``; ValueError unless it has the parts, as lists of
+    objects, and every recent one says when it ended (the merged list is sorted by it)."""
+    answer = json.loads(data)
+    if not isinstance(answer, dict) or not all(
+        isinstance(answer.get(part), list) and all(isinstance(r, dict) for r in answer[part])
+        for part in _PARTS
+    ):
+        raise ValueError("not a listing")
+    if not all(type(r.get("ended_s_ago")) in (int, float) for r in answer["recent"]):
+        raise ValueError("a recent request without a number ended_s_ago")
+    return {part: answer[part] for part in _PARTS}
+
+
+def _cancelled(data: bytes) -> bool:
+    answer = json.loads(data)
+    if not isinstance(answer, dict) or not isinstance(answer.get("cancelled"), bool):
+        raise ValueError("not an answer to cancel")
+    cancelled: bool = answer["cancelled"]
+    return cancelled
+
+
+def _brief(exc: BaseException) -> str:
+    """One bounded line: the log names the fault, never echoes a peer's bytes at length."""
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _owner(request_id: str) -> int | None:
@@ -129,8 +172,11 @@ def _owner(request_id: str) -> int | None:
         return None
 
 
-async def _ask(path: pathlib.Path, question: dict[str, Any]) -> dict[str, Any] | None:
-    """One question to one worker; None if it is gone or does not answer in time."""
+async def _ask[T](
+    path: pathlib.Path, question: dict[str, Any], parse: Callable[[bytes], T]
+) -> T | None:
+    """One question to one worker, its answer read by ``parse``; None if it is gone, does
+    not answer in time, or answers what ``parse`` refuses."""
     with trio.move_on_after(ASK_TIMEOUT_S):
         try:
             stream = await trio.open_unix_socket(str(path))
@@ -140,19 +186,18 @@ async def _ask(path: pathlib.Path, question: dict[str, Any]) -> dict[str, Any] |
             await stream.send_all(json.dumps(question).encode())
             await stream.send_eof()
             try:
-                answer: dict[str, Any] = json.loads(await _read_all(stream))
-            except (OSError, trio.BrokenResourceError, ValueError) as exc:
-                log.warning("worker at %s gave no answer: %s", path.name, exc)
+                return parse(await _read_all(stream, _MAX_ANSWER))
+            except (OSError, trio.BrokenResourceError, ValueError, RecursionError) as exc:
+                log.warning("worker at %s gave no answer: %s", path.name, _brief(exc))
                 return None
-            return answer
     log.warning("worker at %s did not answer within %g s", path.name, ASK_TIMEOUT_S)
     return None
 
 
-async def _read_all(stream: trio.SocketStream) -> bytes:
+async def _read_all(stream: trio.SocketStream, limit: int) -> bytes:
     data = bytearray()
     while chunk := await stream.receive_some():
         data += chunk
-        if len(data) > _MAX_ANSWER:
-            raise ValueError("answer too long")
+        if len(data) > limit:
+            raise ValueError(f"longer than {limit} bytes")
     return bytes(data)
