@@ -25,6 +25,8 @@ class Upstream:
     """Exact names and globs (``gpt-4o-*``)."""
     fallback: tuple[str, ...] = ()
     """Upstreams tried, in order, when this one cannot be reached or answers 5xx."""
+    ca: str | None = None
+    """PEM bundle this upstream's TLS is verified with; None: ``--upstream-ca`` or certifi's."""
     origin: Origin = field(init=False, compare=False)
     """Scheme, host and port: from the configuration only, never from a client."""
     base_path: bytes = field(init=False, compare=False)

@@ -5,6 +5,7 @@ or the line. See ``docs/trioproxy.example.toml`` for every key.
 """
 
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,9 @@ def load(
     upstreams = _upstreams(data.get("upstream", []), env)
     if v["upstream"]:
         upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"]),)
+    if v["upstream_ca"]:
+        _check_ca(v["upstream_ca"], "--upstream-ca")
+    _one_ca_per_origin(upstreams, v["upstream_ca"])
     auth = data.get("auth", {})
     api_keys = [*v["api_key"]]
     api_keys += [_env(env, name, "auth.api_keys_env") for name in auth.get("api_keys_env", [])]
@@ -155,7 +159,7 @@ def _client_keys(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Cli
     return tuple(keys)
 
 
-def _upstream(name: str, url: str, key: str | None, *rest: tuple[str, ...]) -> Upstream:
+def _upstream(name: str, url: str, key: str | None, *rest: Any) -> Upstream:
     try:
         return Upstream(name, url, key, *rest)
     except ValueError as exc:
@@ -181,11 +185,38 @@ def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstr
                     f"model {model!r} is claimed by upstreams {first!r} and {name!r} "
                     "(replicas must list the same models)"
                 )
-        upstreams.append(
-            _upstream(name, str(table["url"]), key, models, tuple(table.get("fallback", [])))
-        )
+        ca = table.get("ca")
+        if ca is not None:
+            _check_ca(ca, f"upstream {name!r} ca")
+        fallback = tuple(table.get("fallback", []))
+        upstreams.append(_upstream(name, str(table["url"]), key, models, fallback, ca))
     names = {u.name for u in upstreams}
     for upstream in upstreams:
         for missing in set(upstream.fallback) - names:
             raise SettingsError(f"upstream {upstream.name!r}: fallback {missing!r} is not defined")
     return tuple(upstreams)
+
+
+def _check_ca(path: object, where: str) -> None:
+    """A CA bundle that cannot verify anything stops start-up, not the first request."""
+    if not isinstance(path, str) or not path:
+        raise SettingsError(f"{where}: must be the path of a PEM file")
+    try:
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        raise SettingsError(f"{where}: {path} holds no PEM certificate ({exc.reason})") from None
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _one_ca_per_origin(upstreams: tuple[Upstream, ...], default: str | None) -> None:
+    # The pool keeps idle connections by scheme, host and port: two upstreams there
+    # trusting different CAs would share connections verified for only one of them.
+    seen: dict[tuple[str, str, int], Upstream] = {}
+    for upstream in upstreams:
+        first = seen.setdefault(upstream.origin, upstream)
+        if (first.ca or default) != (upstream.ca or default):
+            raise SettingsError(
+                f"upstreams {first.name!r} and {upstream.name!r} are at the same host and port "
+                "but name different CAs"
+            )

@@ -48,8 +48,14 @@ class _BodyTooLarge(Exception):
 
 
 def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
-    """The upstream connections, verified against ``--upstream-ca`` or certifi's CAs."""
-    return UpstreamPool(ssl.create_default_context(cafile=config.upstream_ca or certifi.where()))
+    """The upstream connections, verified against the upstream's own ``ca``, else
+    ``--upstream-ca``, else certifi's CAs."""
+    own = {u.origin: _verifying(u.ca) for u in config.router().upstreams if u.ca}
+    return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
+
+
+def _verifying(cafile: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile or certifi.where())
 
 
 class Relay:

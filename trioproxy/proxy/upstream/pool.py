@@ -33,7 +33,7 @@ import ipaddress
 import select
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 
@@ -246,9 +246,18 @@ class UpstreamResponse:
 class UpstreamPool:
     """Per origin, a last-in-first-out list of idle HTTP/1.1 connections; no cap."""
 
-    def __init__(self, ssl_context: ssl.SSLContext, keepalive_expiry_s: float = 5.0) -> None:
-        ssl_context.set_alpn_protocols(["http/1.1"])
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        keepalive_expiry_s: float = 5.0,
+        *,
+        ssl_contexts: Mapping[Origin, ssl.SSLContext] | None = None,
+    ) -> None:
+        """``ssl_contexts``: for the origins verified with a CA of their own."""
         self._ssl_context = ssl_context
+        self._ssl_contexts = dict(ssl_contexts or {})
+        for context in (ssl_context, *self._ssl_contexts.values()):
+            context.set_alpn_protocols(["http/1.1"])
         self._keepalive_expiry_s = keepalive_expiry_s
         self._idle: dict[Origin, list[_Connection]] = {}
 
@@ -331,7 +340,8 @@ class UpstreamPool:
         except OSError as exc:
             raise UpstreamError(f"cannot connect to {host}:{port}: {exc}", unreached=True) from exc
         if scheme == "https":
-            stream = trio.SSLStream(stream, self._ssl_context, server_hostname=host)
+            context = self._ssl_contexts.get(origin, self._ssl_context)
+            stream = trio.SSLStream(stream, context, server_hostname=host)
             try:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
