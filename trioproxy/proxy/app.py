@@ -6,6 +6,11 @@ silently cuts long streams, and a generator body that holds an upstream
 response is cleaned up by the garbage collector if Quart is cancelled before
 it enters it. Quart keeps the routes where none of that matters: health,
 the admin (behind the admin key; its event stream is raw ASGI too) and metrics.
+
+The control routes, ``/admin`` and ``/metrics``, are the operator's: the
+proxy's CORS (``--cors-origin``), meant for browser apps that call the API,
+never applies to them, and their answers forbid framing, sniffing and
+referrers, and let the admin page load only its own files.
 """
 
 from collections.abc import Awaitable, Callable
@@ -18,9 +23,9 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from trioproxy import __version__
-from trioproxy.asgi import ASGIApp, Receive, Scope, Send
+from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.proxy.admin.cluster import Cluster
-from trioproxy.proxy.admin.control import Admin
+from trioproxy.proxy.admin.control import ASSETS, Admin
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.config import ProxyConfig
@@ -54,6 +59,15 @@ def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes])
             return _json_error(404, "the admin is off: start with --admin-key", "not_found")
         # The page holds no data: it asks for the key and sends it on every call.
         return Response(admin.page(), content_type="text/html; charset=utf-8")
+
+    @app.get("/admin/admin.js")
+    @app.get("/admin/admin.css")
+    async def admin_asset() -> Any:
+        # The page's script and styles: files of their own, so the CSP needs no 'unsafe-inline'.
+        if not admin.enabled:
+            return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+        name = request.path.rsplit("/", 1)[1]
+        return Response(admin.asset(name), content_type=ASSETS[name])
 
     @app.get("/admin/requests")
     async def list_requests() -> Any:
@@ -125,7 +139,28 @@ def build_app(
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    return (with_cors(app, config.cors_origins) if config.cors_origins else app), cluster
+    cors = with_cors(app, config.cors_origins) if config.cors_origins else app
+    operators = _with_headers(app, CONTROL_HEADERS)
+
+    async def routed(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(("/admin", "/metrics")):
+            await operators(scope, receive, send)
+        else:
+            await cors(scope, receive, send)
+
+    return routed, cluster
+
+
+def _with_headers(app: ASGIApp, extra: tuple[tuple[bytes, bytes], ...]) -> ASGIApp:
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await app(scope, receive, send_marked)
+
+    return marked
 
 
 async def serve_proxy(

@@ -5,7 +5,9 @@ and sends it as ``Authorization: Bearer`` on every call, so the key never
 sits in a URL or a log. The page reads ``GET /admin/events``, an event stream
 with a snapshot of the whole server every :data:`EVERY_S` seconds, and
 cancels with ``DELETE /admin/requests/{id}``. It needs no network beyond the
-proxy: no CDN, no build step; it is one file, ``admin.html``.
+proxy: no CDN, no build step; it is ``admin.html`` with its script and styles
+in ``admin.js`` and ``admin.css`` beside it (nothing inline, so the page's
+``Content-Security-Policy`` can be ``default-src 'self'``).
 
 The event stream is raw ASGI, not Quart, for the reason the relay is: only
 raw ASGI sees ``http.disconnect``, so a closed page ends its stream at once.
@@ -24,12 +26,15 @@ from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.gate import bearer_ok
 from trioproxy.proxy.relay.errors import send_json_error
 
-__all__ = ["EVERY_S", "Admin"]
+__all__ = ["ASSETS", "EVERY_S", "Admin"]
 
 EVERY_S = 1.0
 """How often the page's event stream sends a snapshot."""
 
-_PAGE = importlib.resources.files("trioproxy.proxy.admin").joinpath("admin.html")
+_FILES = importlib.resources.files("trioproxy.proxy.admin")
+_PAGE = _FILES.joinpath("admin.html")
+ASSETS = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; charset=utf-8"}
+"""The page's script and styles, by name, with their content types."""
 
 
 class Admin:
@@ -48,6 +53,13 @@ class Admin:
     @staticmethod
     def page() -> bytes:
         return _PAGE.read_bytes()
+
+    @staticmethod
+    def asset(name: str) -> bytes:
+        """One of :data:`ASSETS`."""
+        if name not in ASSETS:
+            raise ValueError(f"not an admin asset: {name!r}")
+        return _FILES.joinpath(name).read_bytes()
 
     async def snapshot(self) -> dict[str, Any]:
         merged = await self.cluster.listing()
