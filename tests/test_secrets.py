@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import start_proxy, start_sim
-from tests.test_cli import children, run_cli
+from tests.test_cli import CLI, children, run_cli
 from tests.test_workers import MAX_TRIES, Conn, worker_of
 from trioproxy.conformance import free_port
 from trioproxy.proxy.gateway.config import ProxyConfig
@@ -140,3 +140,14 @@ async def test_metrics_key(
         assert b"trioproxy_" not in body
     else:
         assert b"# HELP trioproxy_" in body
+
+
+async def test_an_options_fd_set_by_hand_is_one_clear_line() -> None:
+    env = os.environ | {"TRIOPROXY_OPTIONS_FD": "99"}
+    with trio.fail_after(30):
+        done = await trio.run_process(
+            [*CLI, "serve", "--port", "0"], env=env, capture_stderr=True, check=False
+        )
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(b"trioproxy: TRIOPROXY_OPTIONS_FD names no options"), line

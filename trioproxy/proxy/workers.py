@@ -140,15 +140,20 @@ def worker_options() -> dict[str, Any] | None:
     """In a worker, the options the parent was given; None in any other process."""
     if (name := os.environ.pop(OPTIONS_FD, None)) is None:
         return None
-    fd = int(name)
     try:
-        # pread: the file's offset is shared with every other worker.
-        size, data = os.fstat(fd).st_size, b""
-        while len(data) < size and (chunk := os.pread(fd, size - len(data), len(data))):
-            data += chunk
-    finally:
-        os.close(fd)
-    options: dict[str, Any] = json.loads(data)
+        fd = int(name)
+        try:
+            # pread: the file's offset is shared with every other worker.
+            size, data = os.fstat(fd).st_size, b""
+            while len(data) < size and (chunk := os.pread(fd, size - len(data), len(data))):
+                data += chunk
+        finally:
+            os.close(fd)
+        options = json.loads(data)
+        if not isinstance(options, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:  # set by hand, not by a parent
+        sys.exit(f"trioproxy: {OPTIONS_FD} names no options a parent passed: {exc}")
     return options
 
 
