@@ -38,7 +38,7 @@ async def test_whole_answers_reuse_one_connection_partial_ones_close_it(
     with trio.fail_after(10):
         for i in range(3):
             async with request(f"w{i}") as response:
-                assert (await response.read()).endswith(b"data: [DONE]\n\n")
+                assert (await response.read(1 << 20)).endswith(b"data: [DONE]\n\n")
             assert pool.idle_connections() == 1
         async with request("cut", tokens="100000", interval="0.01") as partial:
             assert pool.idle_connections() == 0  # the idle one is in use
@@ -70,7 +70,7 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
     with trio.fail_after(10):
         for _ in range(3):
             async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
-                assert await response.read() == b"{}"
+                assert await response.read(1 << 20) == b"{}"
             await trio.sleep(0.05)  # the upstream's close has landed
         await pool.aclose()
     assert connections == 3
@@ -89,11 +89,11 @@ async def test_a_connection_closed_by_a_stop_after_a_whole_answer_is_not_pooled(
     target = b"/v1/chat/completions"
     with trio.fail_after(10):
         async with pool.request(origin, b"POST", target, [], BODY, DEADLINES, None, handle) as r:
-            assert (await r.read()).endswith(b"data: [DONE]\n\n")
+            assert (await r.read(1 << 20)).endswith(b"data: [DONE]\n\n")
             handle.close_now()
         assert pool.idle_connections() == 0
         async with pool.request(origin, b"POST", target, [], BODY, DEADLINES) as again:
-            assert (await again.read()).endswith(b"data: [DONE]\n\n")
+            assert (await again.read(1 << 20)).endswith(b"data: [DONE]\n\n")
         await pool.aclose()
 
 
@@ -115,7 +115,7 @@ async def test_pooled_connections_on_descriptors_past_1023_are_reused(
                 async with pool.request(
                     origin, b"POST", b"/v1/chat/completions", [], BODY, DEADLINES
                 ) as response:
-                    assert (await response.read()).endswith(b"data: [DONE]\n\n")
+                    assert (await response.read(1 << 20)).endswith(b"data: [DONE]\n\n")
             assert pool.idle_connections() == 1
             await pool.aclose()
     finally:
@@ -155,12 +155,12 @@ async def test_chunked_answers_in_pieces_are_whole_and_bytes_after_one_forbid_re
     with trio.fail_after(10):
         for target, reused in [(b"/cut", True), (b"/cut", True), (b"/extra", False)]:
             async with pool.request(origin, b"GET", target, [], b"", DEADLINES) as response:
-                assert await response.read() == b"hello world"
+                assert await response.read(1 << 20) == b"hello world"
             assert pool.idle_connections() == int(reused)
         assert connections == 1  # every answer so far came on the first connection
         with pytest.raises(UpstreamError, match="not followed by CRLF"):
             async with pool.request(origin, b"GET", b"/broken", [], b"", DEADLINES) as response:
-                await response.read()
+                await response.read(1 << 20)
         assert pool.idle_connections() == 0 and connections == 2
         await pool.aclose()
 
@@ -183,7 +183,7 @@ async def test_upstreams_by_ipv4_ipv6_address_and_by_name(nursery: trio.Nursery)
             port = listeners[0].socket.getsockname()[1]
             origin = ("http", host, port)
             async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
-                assert await response.read() == b"{}"
+                assert await response.read(1 << 20) == b"{}"
             expected = f"[{host}]" if host == "::1" else host
             assert hosts[-1] == f"{expected}:{port}".encode()
         await pool.aclose()

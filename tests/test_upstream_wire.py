@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.conformance import RawClient, request_bytes
+from trioproxy.proxy.upstream import http11
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
 from trioproxy.proxy.upstream.http11 import (
+    MAX_HEAD,
+    MAX_HEADS,
     Framing,
+    HeadReader,
     ProtocolError,
     parse_head,
     request_head,
@@ -202,12 +206,6 @@ def test_response_heads_read_as_h11_reads_them(
             True,
         ),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", Framing.CHUNKED, 0, True),
-        (
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 9\r\n\r\n",
-            Framing.CHUNKED,
-            0,
-            True,
-        ),
         (b"HTTP/1.1 200 OK\r\n\r\n", Framing.CLOSE, 0, True),
         (b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n", Framing.NONE, 0, True),
         (b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n", Framing.LENGTH, 2, False),
@@ -247,6 +245,12 @@ def test_framing_and_keep_alive(
         b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
         b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+        # framing read two ways (RFC 9112 section 6.3), in either order
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 9\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 999 Odd\r\n\r\n",  # no status of RFC 9110's five classes
+        b"HTTP/1.1 600 Odd\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: h2c\r\n\r\n",  # asked for by no one
         b"HTTP/1.1 200 OK\r\nx: " + b"a" * 70_000 + b"\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nx: " + b"a" * 70_000,  # a head that never ends is bounded too
     ],
@@ -254,6 +258,87 @@ def test_framing_and_keep_alive(
 def test_what_is_not_an_http11_response_is_refused(raw: bytes) -> None:
     with pytest.raises(ProtocolError):
         parse_head(raw, head_request=False)
+
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_FINAL = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    informational=st.lists(
+        st.sampled_from([_CONTINUE, b"HTTP/1.1 103 Early Hints\nlink: </a>\n\n"]), max_size=20
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=20),
+)
+def test_heads_cut_anywhere_read_as_one_piece(informational: list[bytes], cuts: list[int]) -> None:
+    wire = b"".join(informational) + _FINAL
+    reader = HeadReader(head_request=False)
+    at, parsed = 0, None
+    for cut in [*sorted(c for c in cuts if c <= len(wire)), len(wire)]:
+        parsed = reader.feed(wire[at:cut])
+        at = cut
+        if parsed is not None:
+            break
+    assert parsed is not None
+    head, body = parsed
+    assert (head.status, head.declared, body + wire[at:]) == (200, 4, b"body")
+
+
+@pytest.mark.parametrize("read", [1, 7, 4096, 65536])
+def test_a_run_of_informational_heads_is_refused_past_the_budget_each_byte_scanned_once(
+    read: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However the run is cut into reads, the reader searches each byte about
+    once (an end may start in the last two bytes of a read) and stops at the
+    budget: a run of ``100 Continue`` costs its length, and only up to it."""
+    scanned = 0
+    head_end = http11._HEAD_END
+
+    class Counted:
+        def search(self, data: bytearray, pos: int) -> object:
+            nonlocal scanned
+            found = head_end.search(data, pos)
+            scanned += (found.end() if found else len(data)) - pos
+            return found
+
+    monkeypatch.setattr(http11, "_HEAD_END", Counted())
+    run = _CONTINUE * (4 * MAX_HEADS // len(_CONTINUE))
+    reader = HeadReader(head_request=False)
+    fed = 0
+    with pytest.raises(ProtocolError, match="response heads"):
+        for at in range(0, len(run), read):
+            fed += read
+            reader.feed(run[at : at + read])
+    assert MAX_HEADS < fed <= MAX_HEADS + read
+    assert scanned <= fed + 2 * (fed // read + 1)
+
+
+def test_heads_within_the_budget_are_read() -> None:
+    run = _CONTINUE * ((MAX_HEADS - len(_FINAL)) // len(_CONTINUE))
+    parsed = HeadReader(head_request=False).feed(run + _FINAL)
+    assert parsed is not None and parsed[0].status == 200
+    with pytest.raises(ProtocolError, match="response heads"):
+        HeadReader(head_request=False).feed(run + _CONTINUE + _FINAL)
+    with pytest.raises(ProtocolError, match="too long"):  # one head keeps its own bound
+        HeadReader(head_request=False).feed(b"HTTP/1.1 100 Continue\r\nx: " + b"a" * MAX_HEAD)
+
+
+@pytest.mark.parametrize(
+    ("raw", "declared"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\n", 7),
+        (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", None),  # re-framed
+        (b"HTTP/1.1 200 OK\r\n\r\n", None),
+        (b"HTTP/1.1 204 No Content\r\ncontent-length: 7\r\n\r\n", None),  # no body at all
+        (b"HTTP/1.1 304 Not Modified\r\ncontent-length: 7\r\n\r\n", None),
+    ],
+)
+def test_the_declared_length_is_one_that_describes_the_body(
+    raw: bytes, declared: int | None
+) -> None:
+    parsed = parse_head(raw, head_request=False)
+    assert parsed is not None and parsed[0].declared == declared
 
 
 def test_an_incomplete_head_waits_for_more() -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.relay.usage import is_count
 
 __all__ = ["MULTIPROC_DIR", "Metrics"]
 
@@ -140,9 +141,11 @@ class Metrics:
             self.stop_propagation.observe(rec.upstream_closed_at - rec.client_closed_at)
 
     def _count_tokens(self, usage: dict[str, Any], upstream: str, model: str) -> None:
-        # OpenAI says prompt/completion; Anthropic says input/output.
+        # OpenAI says prompt/completion; Anthropic says input/output. Only
+        # counts (the tap keeps no other): a counter takes no negative, a
+        # float or a bool, and a huge integer overflows it.
         for kind, names in (("prompt", _PROMPT), ("completion", _COMPLETION)):
-            value = next((usage[n] for n in names if isinstance(usage.get(n), int)), None)
+            value = next((usage[n] for n in names if is_count(usage.get(n))), None)
             if value:
                 self.tokens.labels(upstream, model, kind).inc(value)
 

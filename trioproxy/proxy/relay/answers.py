@@ -59,7 +59,7 @@ async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) ->
 async def refused_after_early_headers(
     response: UpstreamResponse, send: Send, rec: RequestRecord
 ) -> None:
-    detail = (await response.read())[:2000].decode(errors="replace")
+    detail = (await response.read(2000)).decode(errors="replace")
     if not rec.end(Outcome.UPSTREAM_ERROR):
         return  # a stop decided first: nothing more goes to the client
     message = f"upstream answered {response.status}: {detail}"

@@ -9,7 +9,7 @@ upstream or it answered 5xx); after them an SSE ``error`` event, never a fake
 ``[DONE]``.
 """
 
-import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -27,6 +27,7 @@ from trioproxy.proxy.relay.answers import (
     refused_after_early_headers,
 )
 from trioproxy.proxy.relay.heartbeat import Heartbeat
+from trioproxy.proxy.relay.models import MAX_LIST_BYTES, OddModelList, listed_models, merged_list
 from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.sse import EventCounter
 from trioproxy.proxy.relay.usage import UsageTap
@@ -40,6 +41,8 @@ from trioproxy.proxy.upstream.pool import (
 )
 
 __all__ = ["Exchange", "Forwarder"]
+
+log = logging.getLogger("trioproxy.upstream")
 
 _EVENT_STREAM = b"text/event-stream"
 _NO_BUFFERING = (b"x-accel-buffering", b"no")
@@ -155,14 +158,17 @@ class Forwarder:
         early: bool,
     ) -> None:
         rec.upstream_headers_at = time.monotonic()
-        headers = response_headers(response.headers)
         counter = None
         if (response.header(b"content-type") or b"").startswith(_EVENT_STREAM):
             counter = EventCounter()
-            headers.append(_NO_BUFFERING)
             rec.event_stream = True
+        # An event stream is framed anew: the proxy may add heartbeats and an
+        # error event, which the upstream's length would not count.
+        length = None if counter is not None else response.declared
+        headers = response_headers(response.headers, length)
+        if counter is not None:
+            headers.append(_NO_BUFFERING)
         usage = UsageTap(event_stream=counter is not None)
-        length = _declared_length(response)
         if early:
             if counter is None or response.status != 200:
                 return await refused_after_early_headers(response, send, rec)
@@ -195,21 +201,24 @@ class Forwarder:
 
     async def merged_models(self, exchange: Exchange, send: Send, rec: RequestRecord) -> None:
         """``GET /v1/models`` with several upstreams: their lists, merged."""
-        models: dict[str, object] = {}
+        lists: dict[str, dict[str, bytes]] = {}
 
         async def fetch(upstream: Upstream) -> None:
             try:
                 async with self._open(upstream, exchange, rec) as response:
-                    listed = json.loads(await response.read()).get("data", [])
-                for model in listed:
-                    models.setdefault(model.get("id"), model)
-            except (UpstreamError, ValueError, AttributeError, RecursionError):
-                pass  # an upstream that cannot list its models lists none
+                    body = await response.read(MAX_LIST_BYTES + 1)
+                lists[upstream.name] = listed_models(response.status, body)
+            except (UpstreamError, OddModelList) as exc:
+                log.warning("upstream %s left out of the model list: %s", upstream.name, exc)
 
         async with trio.open_nursery() as nursery:
             for upstream in self._router.upstreams:
                 nursery.start_soon(fetch, upstream)
-        body = json.dumps({"object": "list", "data": list(models.values())}).encode()
+        models: dict[str, bytes] = {}
+        for upstream in self._router.upstreams:  # the configured order, whoever answered first
+            for model_id, model in lists.get(upstream.name, {}).items():
+                models.setdefault(model_id, model)
+        body = merged_list(models.values())
         rec.end(Outcome.COMPLETED, 200)
         rec.bytes_relayed = len(body)
         await send_json(send, 200, body)
@@ -220,8 +229,3 @@ def _plain(send: Send) -> Callable[[bytes], Awaitable[None]]:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
     return send_chunk
-
-
-def _declared_length(response: UpstreamResponse) -> int | None:
-    value = response.header(b"content-length")
-    return int(value) if value is not None and value.isdigit() else None

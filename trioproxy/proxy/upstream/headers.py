@@ -3,7 +3,8 @@
 Pure functions over ASGI-style header lists (lower-case ``bytes`` names);
 no I/O. Hop-by-hop headers (RFC 9110 section 7.6.1) describe one connection
 and must not be forwarded; ``host`` and ``content-length`` are recomputed by
-the upstream client for the new connection.
+the upstream client for the new connection, and ``content-length`` again on
+the way back.
 """
 
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ _CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 
 
 _DROP_UP = _HOP_BY_HOP | _RECOMPUTED_UPSTREAM
+_DROP_DOWN = _HOP_BY_HOP | {b"content-length"}
 _DROP_UP_CREDENTIALS = _DROP_UP | _CREDENTIALS
 
 
@@ -68,10 +70,20 @@ def request_headers(
     return kept
 
 
-def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """Upstream response headers as the client should see them (names in lower case)."""
+def response_headers(headers: Iterable[tuple[bytes, bytes]], length: int | None = None) -> Headers:
+    """Upstream response headers as the client should see them (names in lower case).
+
+    ``Content-Length`` is the proxy's to say, once: ``length`` when the body
+    goes on as the upstream framed it, else none. A body that is dechunked,
+    or that the proxy may add to (an event stream's heartbeats and error
+    event), is framed anew by the client's connection, and the upstream's
+    length would be a lie there.
+    """
     listed = [(name.lower(), value) for name, value in headers]
-    drop = _HOP_BY_HOP
+    drop = _DROP_DOWN
     if any(name == b"connection" for name, _ in listed):
         drop = drop | _connection_tokens(listed)
-    return [(name, value) for name, value in listed if name not in drop]
+    kept = [(name, value) for name, value in listed if name not in drop]
+    if length is not None:
+        kept.append((b"content-length", b"%d" % length))
+    return kept

@@ -7,14 +7,22 @@ speaks to its upstreams in one narrow way (one request, whole, then its
 response), so what h11 checks that matters here is kept:
 
 - the request's head carries no bare CR, LF or NUL that could split it;
-- the response's status line is ``HTTP/1.0`` or ``HTTP/1.1`` and a three
-  digit status; field names are tokens and values visible characters,
-  spaces and tabs (RFC 9110 section 5.5); a folded line or a head over
-  ``MAX_HEAD`` bytes is refused;
+- the response's status line is ``HTTP/1.0`` or ``HTTP/1.1`` and a status
+  from 100 to 599 (RFC 9110 section 15), never 101 (no upgrade is asked
+  for); field names are tokens and values visible characters, spaces and
+  tabs (RFC 9110 section 5.5); a folded line or a head over ``MAX_HEAD``
+  bytes is refused;
+- the heads before the final one (``100 Continue``, ``103 Early Hints``)
+  are skipped, but every head byte counts: past ``MAX_HEADS`` bytes of
+  heads in all, the answer is refused. Each byte is scanned once, however
+  the heads are cut into reads, so a run of heads costs time in proportion
+  to its bytes;
 - the body's framing follows RFC 9112 section 6.3: none for HEAD, 1xx, 204
   and 304; chunked when ``Transfer-Encoding`` says so (any other coding is
   refused); else ``Content-Length`` (one value, or equal ones); else up to
-  the connection's close, which is never reused;
+  the connection's close, which is never reused. ``Content-Length`` with
+  ``Transfer-Encoding`` is refused, as nginx does: an upstream whose
+  framing can be read two ways is not relayed at all;
 - a connection is kept only for HTTP/1.1 without ``Connection: close``.
 """
 
@@ -22,11 +30,24 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["MAX_HEAD", "Framing", "Head", "ProtocolError", "parse_head", "request_head"]
+__all__ = [
+    "MAX_HEAD",
+    "MAX_HEADS",
+    "Framing",
+    "Head",
+    "HeadReader",
+    "ProtocolError",
+    "parse_head",
+    "request_head",
+]
 
 MAX_HEAD = 64 * 1024
+"""The longest one head."""
+MAX_HEADS = 128 * 1024
+"""All head bytes up to the final head's end, informational heads included."""
 
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_HEAD_END = re.compile(rb"\n\r?\n")
+"""A head ends at its first empty line (lines end in CRLF, or in a bare LF)."""
 _LINE = re.compile(rb"\r?\n")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: .*)?", re.DOTALL)
 _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -56,6 +77,10 @@ class Head:
     length: int
     """With ``Framing.LENGTH``: the body's bytes."""
     keep_alive: bool
+    declared: int | None = None
+    """The ``Content-Length`` that still describes the body as it is read:
+    with ``Framing.LENGTH``, or an answer to HEAD. None for a chunked or
+    close-delimited body, and for 204 and 304, which have no body."""
 
 
 def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -70,28 +95,56 @@ def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]
     return head
 
 
+class HeadReader:
+    """The final response head, from the bytes of a connection as they are read."""
+
+    __slots__ = ("_buf", "_head_request", "_scan", "_spent")
+
+    def __init__(self, head_request: bool) -> None:
+        self._head_request = head_request
+        self._buf = bytearray()
+        """The head not yet whole, from its first byte."""
+        self._scan = 0
+        """Where the search for its end goes on: what is before was searched."""
+        self._spent = 0
+        """The bytes of the informational heads already skipped."""
+
+    def feed(self, data: bytes | bytearray) -> tuple[Head, bytes] | None:
+        """The final head and the body bytes that came with it, or None while it is incomplete."""
+        buf = self._buf
+        buf += data
+        start = 0
+        while (found := _HEAD_END.search(buf, self._scan)) is not None:
+            end, body_at = found.start(), found.end()
+            if end - start > MAX_HEAD:
+                raise ProtocolError("response head too long")
+            self._spent += body_at - start
+            if self._spent > MAX_HEADS:
+                raise ProtocolError(f"over {MAX_HEADS} bytes of response heads")
+            if buf[end - 1 : end] == b"\r":
+                end -= 1
+            head = _parse(bytes(buf[start:end]), self._head_request)
+            start = self._scan = body_at
+            if head is not None:
+                return head, bytes(buf[body_at:])
+        if len(buf) - start > MAX_HEAD:
+            raise ProtocolError("response head too long")
+        if self._spent + len(buf) - start > MAX_HEADS:
+            raise ProtocolError(f"over {MAX_HEADS} bytes of response heads")
+        # Once per read, and only what follows a head that ended in this read.
+        del buf[:start]
+        self._scan = max(len(buf) - 2, 0)  # an end may begin in the last two bytes
+        return None
+
+
 def parse_head(data: bytes, head_request: bool) -> tuple[Head, int] | None:
     """The response head at the start of ``data`` and where its body starts, or
     None while it is incomplete. Informational (1xx) heads are skipped."""
-    start = 0
-    while True:
-        # Byte searches first: a regular expression costs more than the rest.
-        end = data.find(b"\r\n\r\n", start)
-        if end >= 0 and b"\n\n" not in data[start:end] and b"\n\r\n" not in data[start:end]:
-            body_at = end + 4
-        else:  # a head whose lines end in bare LF, or one not all in yet
-            found = _HEAD_END.search(data, start)
-            if found is None:
-                if len(data) - start > MAX_HEAD:
-                    raise ProtocolError("response head too long")
-                return None
-            end, body_at = found.start(), found.end()
-        if end - start > MAX_HEAD:
-            raise ProtocolError("response head too long")
-        head = _parse(data[start:end], head_request)
-        start = body_at
-        if head is not None:
-            return head, start
+    parsed = HeadReader(head_request).feed(data)
+    if parsed is None:
+        return None
+    head, body = parsed
+    return head, len(data) - len(body)
 
 
 def _parse(raw: bytes, head_request: bool) -> Head | None:
@@ -105,7 +158,7 @@ def _parse(raw: bytes, head_request: bool) -> Head | None:
     if status is None:
         raise ProtocolError(f"bad status line {status_line[:60]!r}")
     code = int(status[2])
-    if code < 100:
+    if not 100 <= code <= 599 or code == 101:
         raise ProtocolError(f"bad status {code}")
     headers = []
     chunked = False
@@ -127,13 +180,22 @@ def _parse(raw: bytes, head_request: bool) -> Head | None:
             close = close or b"close" in (t.strip().lower() for t in value.split(b","))
     if code < 200:
         return None
+    if chunked and lengths:  # RFC 9112 section 6.3: a sign of smuggling
+        raise ProtocolError("Content-Length with Transfer-Encoding")
+    declared = _length(lengths) if lengths else None
     framing, length = Framing.CLOSE, 0
-    if head_request or code in _NO_BODY_STATUS:
+    if code in _NO_BODY_STATUS:
+        framing, declared = Framing.NONE, None
+    elif head_request:
         framing = Framing.NONE
     elif chunked:
         framing = Framing.CHUNKED
-    elif lengths:
-        if len(lengths) > 1 or not (value := lengths.pop()).isdigit() or len(value) > 18:
-            raise ProtocolError("bad Content-Length")
-        framing, length = Framing.LENGTH, int(value)
-    return Head(code, headers, framing, length, keep_alive=not close)
+    elif declared is not None:
+        framing, length = Framing.LENGTH, declared
+    return Head(code, headers, framing, length, keep_alive=not close, declared=declared)
+
+
+def _length(values: set[bytes]) -> int:
+    if len(values) > 1 or not (value := next(iter(values))).isdigit() or len(value) > 18:
+        raise ProtocolError("bad Content-Length")
+    return int(value)

@@ -44,8 +44,8 @@ from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
 from trioproxy.proxy.upstream.http11 import (
     Framing,
     Head,
+    HeadReader,
     ProtocolError,
-    parse_head,
     request_head,
 )
 
@@ -143,6 +143,7 @@ class UpstreamResponse:
         "_read_all",
         "_scope",
         "_slack_s",
+        "declared",
         "framing",
         "headers",
         "idle_s",
@@ -166,6 +167,8 @@ class UpstreamResponse:
         self.headers = head.headers
         """Names in lower case."""
         self.framing = head.framing
+        self.declared = head.declared
+        """The upstream's ``Content-Length``, while it still describes the body as read."""
         self.keep_alive = head.keep_alive
         """The upstream keeps the connection, and sent nothing after the body."""
         self.idle_s = idle_s
@@ -221,11 +224,15 @@ class UpstreamResponse:
             self._read_all = not self._left
         return data
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int) -> bytes:
+        """The body, or its first ``limit`` bytes: the rest is then left unread
+        (and the connection closed), so an endless answer costs no memory."""
         chunks = []
-        while (chunk := await self.next_chunk()) is not None:
+        size = 0
+        while size < limit and (chunk := await self.next_chunk()) is not None:
             chunks.append(chunk)
-        return b"".join(chunks)
+            size += len(chunk)
+        return b"".join(chunks)[:limit]
 
     async def _receive(self) -> bytes:
         # The idle deadline moves at most once a second: setting a deadline
@@ -464,24 +471,25 @@ class _Stale(Exception):
 async def _read_head(
     conn: _Connection, scope: trio.CancelScope, idle_s: float, head_request: bool
 ) -> UpstreamResponse:
-    data = b""
+    reader = HeadReader(head_request)
+    answered = False
     while True:
         try:
             read = await conn.stream.receive_some(_READ)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise (UpstreamError if data else _Stale)(str(exc)) from exc
+            raise (UpstreamError if answered else _Stale)(str(exc)) from exc
         if not read:
-            if not data:
+            if not answered:
                 raise _Stale("closed before answering")
             raise UpstreamError("upstream closed the connection without answering")
-        data += read
+        answered = True
         try:
-            parsed = parse_head(data, head_request)
+            parsed = reader.feed(read)
         except ProtocolError as exc:
             raise UpstreamError(f"upstream answered something that is not HTTP: {exc}") from exc
         if parsed is not None:
-            head, body_at = parsed
-            return UpstreamResponse(conn, head, data[body_at:], scope, idle_s)
+            head, leftover = parsed
+            return UpstreamResponse(conn, head, leftover, scope, idle_s)
 
 
 async def _connect(host: str, port: int) -> trio.SocketStream:
