@@ -144,9 +144,10 @@ async def test_a_worker_whose_listing_cannot_be_read_is_named_not_dropped(
     path=st.binary(max_size=60),
     model=st.text(st.characters(exclude_categories=()), max_size=60),
     key_name=st.text(st.characters(exclude_categories=()), min_size=1, max_size=30),
+    admin=st.booleans(),  # with an admin key the model is parsed, escapes and all
 )
 async def test_every_request_writes_one_line_with_no_control_character(
-    method: str, path: bytes, model: str, key_name: str
+    method: str, path: bytes, model: str, key_name: str, admin: bool
 ) -> None:
     target = "/v1/" + "".join(f"%{b:02x}" for b in path)
     body = json.dumps(CHAT | {"model": model}).encode()
@@ -155,7 +156,9 @@ async def test_every_request_writes_one_line_with_no_control_character(
         async with trio.open_nursery() as nursery:
             upstream = await start_sim(nursery, SimUpstream())
             key = ClientKey(key_name, "sk-t", per_minute=1)  # the second request: a 429 line
-            config = ProxyConfig(upstream=f"{upstream}/v1", client_keys=(key,))
+            config = ProxyConfig(
+                upstream=f"{upstream}/v1", client_keys=(key,), admin_key="adm" if admin else None
+            )
             host, port = (await start_proxy(nursery, config)).rsplit("//")[1].rsplit(":", 1)
             started = log.getvalue()
             for _ in range(2):
