@@ -66,7 +66,7 @@ async def test_an_odd_question_ends_only_its_exchange(
         # The worker lives, and answers the next question as ever.
         answer = json.loads(await _exchange(path, b'{"op": "list"}'))
         cancel = json.loads(await _exchange(path, b'{"op": "cancel", "id": "1-1"}'))
-    assert answer == {"requests": [], "recent": []}
+    assert answer == {"requests": [], "recent": [], "unlisted": 0}
     assert cancel == {"cancelled": False}
     (warning,) = _warnings(caplog)
     assert warning.levelno == logging.WARNING and warning.exc_info is None
@@ -80,6 +80,7 @@ ODD_ANSWERS = {
     "parts that are not lists": b'{"requests": "abc", "recent": []}',
     "a part missing": b'{"requests": []}',
     "rows that are not objects": b'{"requests": [1, 2], "recent": []}',
+    "a count that is not one": b'{"requests": [], "recent": [], "unlisted": -1}',
     "a recent row with no end": b'{"requests": [], "recent": [{"id": "x"}]}',
     "an end that is not a number": b'{"requests": [], "recent": [{"ended_s_ago": "1"}]}',
 }
@@ -106,7 +107,8 @@ async def test_a_worker_with_an_odd_answer_is_left_out_of_the_listing(
     with trio.fail_after(10):
         listing = await cluster.listing()
         cancelled = await cluster.cancel("1-7")  # worker 1 owns it, and answers oddly
-    assert listing == {"requests": [], "recent": []}
+    # The odd worker is named, never silently left out.
+    assert listing == {"requests": [], "recent": [], "unlisted": 0, "unanswered": ["worker-1"]}
     assert cancelled is False
     warnings = _warnings(caplog)
     assert len(warnings) == 2, [w.getMessage() for w in warnings]  # the listing's, the cancel's

@@ -16,6 +16,7 @@ from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
+from trioproxy.proxy.relay.bounded import OneLineFormatter
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
 from trioproxy.server import hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
@@ -88,13 +89,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(level: str) -> None:
+    # One handler for every logger, ours and the libraries': each record is
+    # written as one line, its control characters escaped (CWE-117).
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     # httpx logs every request at INFO: the access log already has one line each.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level)
     try:
         if args.command == "serve":
             _run_serve(args)

@@ -109,7 +109,13 @@ function render(snap) {
   renderInflight(snap.requests);
   renderRecent(snap.recent);
   renderChart(snap.stop_propagation);
-  $('workers').textContent = `${snap.workers} worker${snap.workers === 1 ? '' : 's'}`;
+  // A worker whose listing did not come, and requests past a worker's listing
+  // bound, are said, never silently missing.
+  const missing = (snap.unanswered || []).length;
+  const unlisted = snap.unlisted || 0;
+  $('workers').textContent = `${snap.workers} worker${snap.workers === 1 ? '' : 's'}` +
+    (missing ? `, ${missing} not answering` : '') +
+    (unlisted ? `, ${unlisted} more in flight not listed` : '');
 }
 
 async function cancel(id, button) {

@@ -9,12 +9,15 @@ to the worker whose pid leads the request id (``<pid hex>-<n>``), which stops
 the request exactly as if the call had come to it. A request's life stays
 inside its worker: only listings and cancels cross.
 
-The wire protocol is one JSON line each way per connection. A worker that
-does not answer within :data:`ASK_TIMEOUT_S` is left out of the listing
-(its socket is removed by the parent when it exits). Whatever arrives on a
-socket, a question or an answer (too long, not JSON, nested past the parser's
-depth, not an object, fields of the wrong type), ends that one exchange with
-one WARNING line; the worker goes on.
+The wire protocol is one JSON line each way per connection. A worker's
+listing has a bound known in advance (``inflight.LISTING_MAX_BYTES``), which
+is the bound on an answer, so a listing always crosses whole. A worker that
+does not answer within :data:`ASK_TIMEOUT_S`, or whose answer is broken, is
+named in the listing's ``unanswered`` (and a WARNING logged): it is never
+silently left out. Its socket is removed by the parent when it exits.
+Whatever arrives on a socket, a question or an answer (too long, not JSON,
+nested past the parser's depth, not an object, fields of the wrong type),
+ends that one exchange with one WARNING line; the worker goes on.
 """
 
 import contextlib
@@ -27,13 +30,13 @@ from typing import Any
 
 import trio
 
-from trioproxy.proxy.admin.inflight import Inflight
+from trioproxy.proxy.admin.inflight import LISTING_MAX_BYTES, Inflight
 
 __all__ = ["ASK_TIMEOUT_S", "RUN_DIR", "Cluster"]
 
 RUN_DIR = "TRIOPROXY_RUN_DIR"
 ASK_TIMEOUT_S = 2.0
-_MAX_ANSWER = 32 * 1024 * 1024  # a listing of some 100,000 requests
+_MAX_ANSWER = LISTING_MAX_BYTES  # some 28 MB: entries are bounded, and so is their number
 _MAX_QUESTION = 4096  # {"op": "cancel", "id": ...}
 _PARTS = ("requests", "recent")
 
@@ -72,15 +75,23 @@ class Cluster:
         finally:
             self._own.unlink(missing_ok=True)
 
-    async def listing(self) -> dict[str, list[dict[str, Any]]]:
-        """Requests in flight and lately ended, in every worker."""
+    async def listing(self) -> dict[str, Any]:
+        """Requests in flight and lately ended, in every worker.
+
+        ``unlisted``: requests in flight past each worker's ``LISTED_MAX``;
+        ``unanswered``: the workers (by socket name) whose listing is missing.
+        """
         merged = self._own_listing()
-        answers = await self._ask_all({"op": "list"})
-        for answer in answers:
-            for part in merged:
-                merged[part] += answer[part]
+        unanswered: list[str] = []
+        for path, answer in await self._ask_all({"op": "list"}):
+            if answer is None:
+                unanswered.append(path.stem)
+                continue
+            merged["requests"] += answer["requests"]
+            merged["recent"] += answer["recent"]
+            merged["unlisted"] += answer["unlisted"]
         merged["recent"].sort(key=lambda r: r["ended_s_ago"])
-        return merged
+        return merged | {"unanswered": sorted(unanswered)}
 
     async def cancel(self, request_id: str) -> bool:
         if self.inflight.cancel(request_id):
@@ -91,20 +102,25 @@ class Cluster:
         question = {"op": "cancel", "id": request_id}
         return await _ask(socket_path(self._dir, owner), question, _cancelled) is True
 
-    def _own_listing(self) -> dict[str, list[dict[str, Any]]]:
-        return {"requests": self.inflight.listing(), "recent": self.inflight.recent()}
+    def _own_listing(self) -> dict[str, Any]:
+        return {
+            "requests": self.inflight.listing(),
+            "recent": self.inflight.recent(),
+            "unlisted": self.inflight.unlisted,
+        }
 
     def _others(self) -> list[pathlib.Path]:
         if self._dir is None:
             return []
         return [p for p in self._dir.glob("worker-*.sock") if p != self._own]
 
-    async def _ask_all(self, question: dict[str, Any]) -> list[dict[str, list[dict[str, Any]]]]:
-        answers: list[dict[str, list[dict[str, Any]]]] = []
+    async def _ask_all(
+        self, question: dict[str, Any]
+    ) -> list[tuple[pathlib.Path, dict[str, Any] | None]]:
+        answers: list[tuple[pathlib.Path, dict[str, Any] | None]] = []
 
         async def ask(path: pathlib.Path) -> None:
-            if (answer := await _ask(path, question, _listing)) is not None:
-                answers.append(answer)
+            answers.append((path, await _ask(path, question, _listing)))
 
         async with trio.open_nursery() as nursery:
             for path in self._others():
@@ -137,7 +153,7 @@ def _question(data: bytes) -> dict[str, str]:
     return question
 
 
-def _listing(data: bytes) -> dict[str, list[dict[str, Any]]]:
+def _listing(data: bytes) -> dict[str, Any]:
     """Another worker's answer to ``list``; ValueError unless it has the parts, as lists of
     objects, and every recent one says when it ended (the merged list is sorted by it)."""
     answer = json.loads(data)
@@ -148,7 +164,10 @@ def _listing(data: bytes) -> dict[str, list[dict[str, Any]]]:
         raise ValueError("not a listing")
     if not all(type(r.get("ended_s_ago")) in (int, float) for r in answer["recent"]):
         raise ValueError("a recent request without a number ended_s_ago")
-    return {part: answer[part] for part in _PARTS}
+    unlisted = answer.get("unlisted", 0)
+    if type(unlisted) is not int or unlisted < 0:
+        raise ValueError("unlisted is not a count")
+    return {part: answer[part] for part in _PARTS} | {"unlisted": unlisted}
 
 
 def _cancelled(data: bytes) -> bool:

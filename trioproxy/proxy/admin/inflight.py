@@ -1,24 +1,48 @@
-"""Requests in flight and lately ended, for the admin's list, cancel and page."""
+"""Requests in flight and lately ended, for the admin's list, cancel and page.
 
+A worker's listing has a size known in advance, :data:`LISTING_MAX_BYTES`:
+at most :data:`LISTED_MAX` requests in flight (the others only counted) and
+:data:`RECENT_MAX` ended ones, each entry made of values kept to their caps
+(:mod:`trioproxy.proxy.relay.bounded`). The control socket between workers
+takes answers of that size, so a listing always crosses whole.
+"""
+
+import itertools
 import time
 from collections import deque
 from typing import Any
 
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.relay import bounded
 from trioproxy.proxy.relay.record import Outcome, RequestRecord
 
-__all__ = ["RECENT_S", "Inflight"]
+__all__ = ["LISTED_MAX", "LISTING_MAX_BYTES", "RECENT_MAX", "RECENT_S", "Inflight"]
 
 RECENT_S = 300.0
 """How far back the admin page's list of ended requests goes."""
-_RECENT_MAX = 200
+RECENT_MAX = 200
+LISTED_MAX = 2000
+"""Requests in flight one worker lists; past it they are counted in ``unlisted``."""
+
+_KEPT_CHARS = (
+    bounded.METHOD_MAX
+    + bounded.PATH_MAX
+    + bounded.MODEL_MAX
+    + bounded.KEY_NAME_MAX
+    + bounded.UPSTREAM_NAME_MAX
+    + bounded.ADDRESS_MAX
+)
+ENTRY_MAX_BYTES = 12 * _KEPT_CHARS + 512
+"""One entry in JSON at most: a kept character is at most 12 bytes (a surrogate
+pair as two ``\\uXXXX``), and the fixed fields (names, id, numbers) under 512."""
+LISTING_MAX_BYTES = (LISTED_MAX + RECENT_MAX) * ENTRY_MAX_BYTES + 1024
 
 
 class Inflight:
     def __init__(self, metrics: Metrics) -> None:
         self._requests: dict[str, RequestRecord] = {}
         # (when it ended, its record): the dicts are built only when someone looks.
-        self._ended: deque[tuple[float, RequestRecord]] = deque(maxlen=_RECENT_MAX)
+        self._ended: deque[tuple[float, RequestRecord]] = deque(maxlen=RECENT_MAX)
         self._metrics = metrics
 
     def add(self, rec: RequestRecord) -> None:
@@ -31,8 +55,15 @@ class Inflight:
             self._ended.append((time.monotonic(), rec))
 
     def listing(self) -> list[dict[str, Any]]:
+        """The first :data:`LISTED_MAX` requests in flight (oldest first)."""
         now = time.monotonic()
-        return [_describe(r, now) for r in self._requests.values()]
+        first = itertools.islice(self._requests.values(), LISTED_MAX)
+        return [_describe(r, now) for r in first]
+
+    @property
+    def unlisted(self) -> int:
+        """Requests in flight left out of :meth:`listing`."""
+        return max(0, len(self._requests) - LISTED_MAX)
 
     def recent(self) -> list[dict[str, Any]]:
         """Requests that ended in the last :data:`RECENT_S` seconds, newest first."""

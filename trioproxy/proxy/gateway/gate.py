@@ -12,6 +12,13 @@ from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.config import ClientKey
 from trioproxy.proxy.gateway.keys import BUSY_S, KeyLimiter, Slot
+from trioproxy.proxy.relay.bounded import (
+    KEY_NAME_MAX,
+    METHOD_MAX,
+    PATH_MAX,
+    RELAYED_METHODS,
+    kept,
+)
 from trioproxy.proxy.relay.errors import send_json_error
 from trioproxy.proxy.relay.record import access_log
 
@@ -76,14 +83,18 @@ def with_keys(
             await trio.sleep(_RECHECK_S)
             slot = limiter.acquire(key)
         if not isinstance(slot, Slot):
+            name = kept(key.name, KEY_NAME_MAX)
             access_log.info(
-                "%s %s 429 outcome=limited key=%s", scope["method"], scope["path"], key.name
+                "%s %s 429 outcome=limited key=%s",
+                kept(scope["method"], METHOD_MAX),
+                kept(scope["path"], PATH_MAX),
+                name,
             )
             metrics.limited.labels(key.name).inc()
             return await send_json_error(
                 send,
                 429,
-                f"too many requests with key {key.name!r}: retry after {slot:g} s",
+                f"too many requests with key {name!r}: retry after {slot:g} s",
                 "rate_limit_error",
                 "rate_limit_exceeded",
                 retry_after_s=slot,
@@ -107,6 +118,7 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
     policy is the only one, and a browser given two refuses both.
     """
     listed = frozenset(o.encode() for o in origins if o != "*")
+    methods = ", ".join(RELAYED_METHODS).encode()  # the relay answers any other 405
     anyone = "*" in origins
 
     async def cors(scope: Scope, receive: Receive, send: Send) -> None:
@@ -128,7 +140,7 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
                     "status": 204,
                     "headers": [
                         *marks,
-                        (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE"),
+                        (b"access-control-allow-methods", methods),
                         (b"access-control-allow-headers", headers),
                         (b"access-control-max-age", b"600"),
                     ],

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from trioproxy.proxy.relay.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
 from trioproxy.proxy.upstream.pool import Origin
 
 __all__ = ["Router", "Upstream"]
@@ -32,6 +33,11 @@ class Upstream:
     base_path: bytes = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        if len(self.name) > UPSTREAM_NAME_MAX:  # it is in every log line and listing entry
+            raise ValueError(f"name over {UPSTREAM_NAME_MAX} characters")
+        if too_long := [m for m in self.models if len(m) > MODEL_MAX]:
+            # A client's model is kept to MODEL_MAX characters: such a name could never match.
+            raise ValueError(f"model name over {MODEL_MAX} characters: {too_long[0][:40]!r}...")
         origin, base = _parse_base(self.url)
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "base_path", base)
@@ -87,6 +93,13 @@ class Router:
         return self.upstreams[0]
 
     def route(self, model: str) -> Upstream | None:
+        """The upstream for ``model``; None when none serves it.
+
+        A name over :data:`MODEL_MAX` characters is served by none, not even a
+        glob: the proxy keeps no more of it, so a cut name never matches by accident.
+        """
+        if len(model) > MODEL_MAX:
+            return None
         found = self._exact.get(model)
         if found is not None:
             return found

@@ -11,6 +11,7 @@ import json
 import trio
 
 from trioproxy.asgi import Send
+from trioproxy.proxy.relay.bounded import ERROR_MAX, cut, kept
 from trioproxy.proxy.relay.errors import send_json_error
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
@@ -59,7 +60,10 @@ async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) ->
 async def refused_after_early_headers(
     response: UpstreamResponse, send: Send, rec: RequestRecord
 ) -> None:
-    detail = (await response.read(2000)).decode(errors="replace")
+    # Read one byte past the bound, so a longer refusal is marked as cut.
+    raw = await response.read(ERROR_MAX + 1)
+    text = raw[:ERROR_MAX].decode(errors="replace")
+    detail = kept(text, ERROR_MAX) if len(raw) <= ERROR_MAX else cut(text, ERROR_MAX)
     if not rec.end(Outcome.UPSTREAM_ERROR):
         return  # a stop decided first: nothing more goes to the client
     message = f"upstream answered {response.status}: {detail}"
@@ -93,7 +97,7 @@ async def fail_before_headers(send: Send, rec: RequestRecord, exc: UpstreamError
     if not rec.end(outcome, status):
         return  # a stop decided first: nothing more goes to the client
     what = "timed out" if timeout else "unreachable or failed"
-    detail = str(exc) or type(exc).__name__
+    detail = kept(str(exc), ERROR_MAX) or type(exc).__name__  # may quote the upstream
     await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
 
 
@@ -111,6 +115,6 @@ async def fail_mid_stream(
         # complete-looking one.
         return
     what = "timed out" if outcome is Outcome.UPSTREAM_TIMEOUT else "failed"
-    detail = str(exc) or type(exc).__name__
+    detail = kept(str(exc), ERROR_MAX) or type(exc).__name__  # may quote the upstream
     body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -25,7 +25,16 @@ from trioproxy.proxy.gateway.gate import KEY_NAME, SLOT
 from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
 from trioproxy.proxy.gateway.routing import Upstream
 from trioproxy.proxy.relay.answers import asks_for_stream, only_cancelled, start_event_stream
-from trioproxy.proxy.relay.errors import send_json_error
+from trioproxy.proxy.relay.bounded import (
+    ADDRESS_MAX,
+    KEY_NAME_MAX,
+    METHOD_MAX,
+    MODEL_MAX,
+    RELAYED_METHODS,
+    cut,
+    kept,
+)
+from trioproxy.proxy.relay.errors import error_body, send_json_error
 from trioproxy.proxy.relay.forward import Exchange, Forwarder
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.record import Outcome, RequestRecord
@@ -35,8 +44,11 @@ __all__ = ["Relay", "gone_already", "open_upstream_pool"]
 
 
 # "model": "..." in a JSON body. A quote inside a JSON string is escaped, so
-# '"model"' is never found inside a message's text.
-_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,200})"')
+# '"model"' is never found inside a message's text. A name with no closing
+# quote within MODEL_MAX bytes is longer: it is kept cut and marked.
+_MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,%d}+)([^\\])' % MODEL_MAX)
+
+_ALLOW = ", ".join(RELAYED_METHODS).encode()
 
 
 class _ClientGone(Exception):
@@ -85,8 +97,8 @@ class Relay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         record = RequestRecord(scope["method"], scope["path"])
         client = scope.get("client")
-        record.client = f"{client[0]}:{client[1]}" if client else ""
-        record.key_name = scope.get(KEY_NAME, "")
+        record.client = kept(f"{client[0]}:{client[1]}", ADDRESS_MAX) if client else ""
+        record.key_name = kept(scope.get(KEY_NAME, ""), KEY_NAME_MAX)
         record.slot = scope.get(SLOT)
         self._inflight.add(record)
         try:
@@ -103,6 +115,9 @@ class Relay:
             record.log()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
+        if scope["method"] not in RELAYED_METHODS:
+            rec.end(Outcome.COMPLETED, 405)
+            return await _send_method_not_allowed(send, scope["method"])
         tail = client_tail(scope["raw_path"])
         if tail is None or not client_query_ok(scope["query_string"]):
             rec.end(Outcome.COMPLETED, 400)
@@ -207,9 +222,7 @@ class Relay:
         # when the admin's listing will show it; else a cheap look serves the
         # log and the metrics.
         if not self._router.needs_model and self._config.admin_key is None:
-            at = body.find(b'"model"')  # bytes.find is fast; a regex scan of a long prompt is not
-            found = _MODEL.match(body, at) if at >= 0 else None
-            rec.model = found[1].decode("utf-8", "replace") if found else ""
+            rec.model = _glimpsed_model(body)
             return self._router.default
         try:
             model = json.loads(body).get("model") if body else None
@@ -217,8 +230,34 @@ class Relay:
             model = None
         if not isinstance(model, str):
             return self._router.default  # no model (GET /v1/files, ...): the first upstream
-        rec.model = model
+        rec.model = kept(model, MODEL_MAX)  # the whole name stays in the body only
         return self._router.route(model) if self._router.needs_model else self._router.default
+
+
+def _glimpsed_model(body: bytes) -> str:
+    """The model, without parsing the body: the kept copy, or "" if not plainly there."""
+    at = body.find(b'"model"')  # bytes.find is fast; a regex scan of a long prompt is not
+    found = _MODEL.match(body, at) if at >= 0 else None
+    if found is None:
+        return ""
+    name = found[1].decode("utf-8", "replace")
+    return kept(name, MODEL_MAX) if found[2] == b'"' else cut(name, MODEL_MAX)
+
+
+async def _send_method_not_allowed(send: Send, method: str) -> None:
+    """405, never forwarded: TRACE would echo the upstream key back, CONNECT would tunnel."""
+    body = error_body(
+        f"method {kept(method, METHOD_MAX)} is not allowed; allowed: {_ALLOW.decode()}",
+        "invalid_request_error",
+        "method_not_allowed",
+    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"allow", _ALLOW),
+    ]
+    await send({"type": "http.response.start", "status": 405, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def gone_already(receive: Receive) -> bool:

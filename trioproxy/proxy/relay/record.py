@@ -2,7 +2,8 @@
 
 Every request ends as exactly one :class:`Outcome` and writes one access-log
 line at INFO. A client's stop is an outcome, not an error: status 499, no
-traceback.
+traceback. What a record keeps of the client's values (method, path, model,
+key name) is bounded and escaped as it enters (:mod:`trioproxy.proxy.relay.bounded`).
 """
 
 import enum
@@ -15,6 +16,7 @@ from typing import Any
 
 import trio
 
+from trioproxy.proxy.relay.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
 from trioproxy.proxy.upstream.pool import UpstreamHandle
 
 __all__ = ["Outcome", "Phase", "RequestRecord"]
@@ -74,8 +76,8 @@ class RequestRecord:
 
     def __init__(self, method: str, path: str) -> None:
         self.request_id = next(_ids)
-        self.method = method
-        self.path = path
+        self.method = kept(method, METHOD_MAX)
+        self.path = kept(path, PATH_MAX)
         self.phase = Phase.UPLOAD
         self.outcome: Outcome | None = None
         self.status = 0
@@ -89,6 +91,7 @@ class RequestRecord:
         self.upstream_closed_at: float | None = None
         self.client = ""
         self.model = ""
+        """Kept with ``bounded.kept(model, MODEL_MAX)`` by whoever sets it."""
         self.upstream = ""
         self.usage: dict[str, Any] | None = None
         """The upstream's own usage object, when it sent one: never an estimate."""
@@ -140,7 +143,7 @@ class RequestRecord:
             if self.upstream_headers_at is None
             else f"{(self.upstream_headers_at - self.started_at) * 1000:.1f}"
         )
-        usage = "none" if self.usage is None else json.dumps(self.usage, separators=(",", ":"))
+        usage = "none" if self.usage is None else _usage_text(self.usage)
         access_log.info(
             "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f"
             " model=%s upstream=%s key=%s usage=%s",
@@ -163,3 +166,11 @@ class RequestRecord:
     @property
     def status_logged(self) -> int:
         return 499 if self.outcome is Outcome.CLIENT_CLOSED else self.status
+
+
+def _usage_text(usage: dict[str, Any]) -> str:
+    # The upstream's object: compact, and bounded like every value from outside.
+    try:
+        return kept(json.dumps(usage, separators=(",", ":")), USAGE_MAX)
+    except (ValueError, TypeError, RecursionError):
+        return "unreadable"
