@@ -279,3 +279,40 @@ async def test_the_commands_log_setup_writes_any_logger_and_any_traceback_as_one
     assert lines[0].endswith("a\\x0aforged\\x1b[2J\\u2028\\x85\\ud800")
     assert "failed\\x0aTraceback (most recent call last):\\x0a" in lines[1]
     assert lines[1].endswith("ValueError: x\\x0ay")
+
+
+async def test_the_control_routes_405_says_allow_and_a_cancels_404_echoes_its_id_bounded(
+    nursery: trio.Nursery,
+) -> None:
+    config = ProxyConfig(upstream=f"{await start_sim(nursery, SimUpstream())}/v1", admin_key="a")
+    proxy = await start_proxy(nursery, config)
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy, timeout=5) as client:
+            traced = await client.request("TRACE", "/health")
+            hostile = "9-%1b[2J" + "z" * 5_000  # percent-encoded ESC: the route decodes it
+            gone = await client.delete(
+                f"/admin/requests/{hostile}", headers={"authorization": "Bearer a"}
+            )
+    assert traced.status_code == 405 and "GET" in traced.headers["allow"]
+    assert traced.json()["error"]["code"] == "method_not_allowed"
+    message = gone.json()["error"]["message"]
+    assert gone.status_code == 404 and len(message) < 200
+    assert CUT in message and "\x1b" not in message
+
+
+async def test_a_fault_of_the_proxys_own_ends_the_request_with_an_outcome(
+    nursery: trio.Nursery, access_log: AccessLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trioproxy.proxy.relay.forward import Forwarder
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a fault inside the relay")
+
+    monkeypatch.setattr(Forwarder, "forward", broken)
+    sim = await start_sim(nursery, SimUpstream())
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{sim}/v1"))
+    with trio.fail_after(10), suppress(httpx.HTTPError):
+        async with httpx.AsyncClient(base_url=proxy, timeout=5) as client:
+            await client.post("/v1/chat/completions", json=CHAT | {"model": "m"})
+        line = await access_log.wait_for_line("/v1/chat/completions")
+    assert " outcome=upstream_error " in line and " 500 " in line

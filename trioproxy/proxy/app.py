@@ -30,6 +30,7 @@ from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
+from trioproxy.proxy.relay.bounded import REQUEST_ID_MAX, kept
 from trioproxy.proxy.relay.errors import error_body
 from trioproxy.proxy.relay.race import Relay, open_upstream_pool
 from trioproxy.proxy.upstream.pool import UpstreamPool
@@ -78,7 +79,9 @@ def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes])
         if denied := admin_denied():
             return denied
         if not await admin.cluster.cancel(request_id):
-            return _json_error(404, f"no request {request_id} in flight", "not_found")
+            # The id is the client's: echoed bounded, as every outside value is.
+            shown = kept(request_id, REQUEST_ID_MAX)
+            return _json_error(404, f"no request {shown} in flight", "not_found")
         return jsonify({"id": request_id, "outcome": "cancelled_by_admin"})
 
     @app.get("/metrics")
@@ -101,7 +104,10 @@ def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes])
 
     @app.errorhandler(405)
     async def not_allowed(error: Any) -> Any:
-        return _json_error(405, "method not allowed", "method_not_allowed")
+        answer = _json_error(405, "method not allowed", "method_not_allowed")
+        if methods := getattr(error, "valid_methods", None):  # RFC 9110 15.5.6: say which
+            answer.headers["Allow"] = ", ".join(sorted(methods))
+        return answer
 
     return app
 

@@ -27,6 +27,7 @@ __all__ = [
     "MODEL_MAX",
     "PATH_MAX",
     "RELAYED_METHODS",
+    "REQUEST_ID_MAX",
     "UPSTREAM_NAME_MAX",
     "USAGE_MAX",
     "OneLineFormatter",
@@ -46,6 +47,7 @@ METHOD_MAX = 32
 ADDRESS_MAX = 64
 """The client's address and port as the listing shows it."""
 KEY_NAME_MAX = 64
+REQUEST_ID_MAX = 64  # an id the admin names in a cancel; real ones are some 12
 UPSTREAM_NAME_MAX = 64
 ERROR_MAX = 500
 """Characters of an error text (an upstream's, a library's) sent to a client or logged."""

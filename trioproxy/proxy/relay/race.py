@@ -108,6 +108,8 @@ class Relay:
             # (after its grace period). The cancel may come grouped by a nursery.
             if only_cancelled(exc):
                 record.end(Outcome.SHUTDOWN, 503)
+            else:  # a fault of the proxy's own: hypercorn answers 500, and it is logged so
+                record.end(Outcome.UPSTREAM_ERROR, 500)
             raise
         finally:
             self._inflight.remove(record)
