@@ -17,8 +17,9 @@ ENHANCE_YOUR_CALM, and hypercorn closes the connection.
 WINDOW_UPDATE is the one kind a legitimate client may send at a high rate: a
 fast download returns flow-control credit as often as the client reads. Its
 budget is a fixed allowance plus :data:`WINDOW_UPDATES_PER_DATA_FRAME` for
-each DATA frame the server sent in the same second, so it grows with what
-the client was given, never with what the client sends.
+each DATA frame the server sent in the same second (what was not used
+carries over to the next second, once), so it grows with what the client was
+given, never with what the client sends.
 """
 
 import logging
@@ -79,7 +80,7 @@ class OverBudget(h2.exceptions.ProtocolError):
 class FrameBudget:
     """Frames of each budgeted kind one connection sent in the current one-second window."""
 
-    __slots__ = ("_limits", "_spent", "_window")
+    __slots__ = ("_earned", "_limits", "_spent", "_window")
 
     def __init__(self, limits: ServerLimits) -> None:
         self._limits = {
@@ -92,14 +93,22 @@ class FrameBudget:
             _EMPTY_DATA: limits.h2_max_empty_data_per_s,
         }
         self._spent = dict.fromkeys(self._limits, 0)
+        self._earned = 0  # WINDOW_UPDATE credit earned by DATA frames sent in this window
         self._window = -math.inf
 
     def _roll(self) -> None:
         now = trio.current_time()
-        if now - self._window >= 1.0:
-            self._window = now
-            for kind in self._spent:
-                self._spent[kind] = 0
+        if now - self._window < 1.0:
+            return
+        # The answers to DATA frames sent late in one window come early in
+        # the next: credit earned in the last window and not used carries
+        # over, once (so it never piles up over a long download).
+        carried = min(self._earned, max(0, -self._spent["WINDOW_UPDATE"]))
+        self._window = now
+        for kind in self._spent:
+            self._spent[kind] = 0
+        self._spent["WINDOW_UPDATE"] = -carried
+        self._earned = 0
 
     def spend(self, kind: str) -> bool:
         """Count one frame of ``kind``; False once the window's budget for it is spent."""
@@ -111,6 +120,7 @@ class FrameBudget:
         """One DATA frame went to the client: it may return the credit."""
         self._roll()
         self._spent["WINDOW_UPDATE"] -= WINDOW_UPDATES_PER_DATA_FRAME
+        self._earned += WINDOW_UPDATES_PER_DATA_FRAME
 
     def limit(self, kind: str) -> int:
         return self._limits[kind]
