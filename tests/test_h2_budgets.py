@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import h2.errors
 import hpack
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -32,6 +33,7 @@ from tests.test_abuse import BODY, TRANSPORTS, H2Target, h2_target
 from trioproxy.conformance import RawClient
 from trioproxy.server.guards import ServerLimits
 from trioproxy.server.guards.frames import WINDOW_UPDATES_PER_DATA_FRAME, FrameBudget
+from trioproxy.sim.render import Render
 
 CALM = h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -305,6 +307,33 @@ async def test_normal_h2_clients_stay_within_the_budgets(
     assert client.goaway is None
     assert updates > 10 * limits.h2_max_window_updates_per_s, updates
     assert all(target.sim.fate(f"s{i}").outcome == "completed" for i in range(4))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_httpx_over_h2_is_untouched_by_the_default_budgets(
+    nursery: trio.Nursery, tls: TLSFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = await h2_target(nursery, "tls", tls)
+    assert target.ssl_context is not None
+    origin = f"https://{target.host}:{target.port}"
+    bodies: dict[int, bytes] = {}
+    with trio.fail_after(30):
+        async with httpx.AsyncClient(base_url=origin, http2=True, verify=target.ssl_context) as c:
+
+            async def one(i: int) -> None:
+                headers = {"x-sim-id": f"x{i}", "x-sim-tokens": "2000", "x-sim-interval": "0"}
+                async with c.stream(
+                    "POST", "/v1/chat/completions", content=BODY, headers=headers
+                ) as r:
+                    assert r.http_version == "HTTP/2"
+                    bodies[i] = b"".join([chunk async for chunk in r.aiter_raw()])
+
+            async with trio.open_nursery() as streams:
+                for i in range(10):
+                    streams.start_soon(one, i)
+            assert (await c.get("/health")).status_code == 200
+    for i in range(10):
+        assert bodies[i] == Render("chat", "sim-small", f"x{i}").stream(2000)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
