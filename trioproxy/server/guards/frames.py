@@ -9,8 +9,8 @@ on the process waits. RST_STREAM is counted the same way ("rapid reset").
 Each kind has a budget per connection and per second
 (``ServerLimits.h2_max_*_per_s``). Frames are counted where h2 parses them,
 one at a time (:class:`BudgetedFrameBuffer`), so a read full of them is cut
-at the frame that overspends, before h2 or hypercorn acts on any frame of
-that read. The overspending frame raises :class:`OverBudget`, a
+at the frame that overspends: h2 never parses the rest, and hypercorn acts
+on no frame of that read. The overspending frame raises :class:`OverBudget`, a
 ``ProtocolError``: h2 answers it with GOAWAY carrying its error code,
 ENHANCE_YOUR_CALM, and hypercorn closes the connection.
 
@@ -61,7 +61,7 @@ _KINDS: dict[type[Frame], str] = {
 _EMPTY_DATA = "empty DATA"
 
 
-def kind_of(frame: Frame) -> str | None:
+def _kind_of(frame: Frame) -> str | None:
     """The budget a received frame spends from, or None for one that is not budgeted."""
     if type(frame) is DataFrame:
         # Padding carries no data either: a padded empty frame is as empty.
@@ -135,9 +135,9 @@ class BudgetedFrameBuffer(FrameBuffer):
         self._client = client
 
     def _update_header_buffer(self, f: Frame | None) -> Frame | None:
-        # h2 passes every parsed frame through here, CONTINUATIONs included,
-        # before it acts on any: the narrowest point that sees them all.
-        kind = None if f is None else kind_of(f)
+        # h2 passes each frame through here as it is parsed, CONTINUATIONs
+        # included, before acting on it: the narrowest point that sees all.
+        kind = None if f is None else _kind_of(f)
         if kind is not None and not self.budget.spend(kind):
             limit = self.budget.limit(kind)
             log.warning(

@@ -25,8 +25,8 @@
 5. Frame budgets. Resets, PRIORITY, WINDOW_UPDATE, SETTINGS, PING, empty
    DATA and CONTINUATION frames are each counted per connection and per
    second as h2 parses them (:mod:`.frames`); the frame over its kind's
-   budget ends the connection with GOAWAY(ENHANCE_YOUR_CALM), and nothing
-   else in that read is acted on.
+   budget ends the connection with GOAWAY(ENHANCE_YOUR_CALM), and hypercorn
+   acts on no frame of that read.
 
 6. Priorities are ignored (RFC 9113 section 5.3.2 allows it). hypercorn put
    every PRIORITY frame into its ``priority.PriorityTree``, streams never
