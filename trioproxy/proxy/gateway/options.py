@@ -120,6 +120,20 @@ OPTIONS: tuple[Option, ...] = (
            toml="limits.h2_stream_buffer_kib"),
     Option("h2_max_resets", int, 200, "HTTP/2 stream resets per connection per second before "
            "GOAWAY", "N", toml="limits.h2_max_resets_per_s"),
+    Option("h2_max_priority", int, 100, "HTTP/2 PRIORITY frames per connection per second "
+           "before GOAWAY (priorities themselves are ignored)", "N",
+           toml="limits.h2_max_priority_per_s"),
+    Option("h2_max_window_updates", int, 1000, "HTTP/2 WINDOW_UPDATE frames per connection per "
+           "second before GOAWAY, plus 4 for each DATA frame sent in that second", "N",
+           toml="limits.h2_max_window_updates_per_s"),
+    Option("h2_max_settings", int, 100, "HTTP/2 SETTINGS frames per connection per second "
+           "before GOAWAY", "N", toml="limits.h2_max_settings_per_s"),
+    Option("h2_max_pings", int, 100, "HTTP/2 PING frames per connection per second before "
+           "GOAWAY", "N", toml="limits.h2_max_pings_per_s"),
+    Option("h2_max_empty_data", int, 100, "HTTP/2 DATA frames with no data and no END_STREAM "
+           "per connection per second before GOAWAY", "N", toml="limits.h2_max_empty_data_per_s"),
+    Option("h2_max_continuations", int, 500, "HTTP/2 CONTINUATION frames per connection per "
+           "second before GOAWAY", "N", toml="limits.h2_max_continuations_per_s"),
     Option("send_stall", float, 60.0, "cut off a client that takes no byte of an answer for "
            "this long", "S", toml="limits.send_stall_s"),
     Option("api_key", str, [], "clients must send `Authorization: Bearer KEY` (repeatable); "

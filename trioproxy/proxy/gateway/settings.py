@@ -106,6 +106,12 @@ def load(
         limits=ServerLimits(
             h2_stream_buffer_bytes=int(float(v["h2_stream_buffer_kib"]) * 1024),
             h2_max_resets_per_s=int(v["h2_max_resets"]),
+            h2_max_priority_per_s=int(v["h2_max_priority"]),
+            h2_max_window_updates_per_s=int(v["h2_max_window_updates"]),
+            h2_max_settings_per_s=int(v["h2_max_settings"]),
+            h2_max_pings_per_s=int(v["h2_max_pings"]),
+            h2_max_empty_data_per_s=int(v["h2_max_empty_data"]),
+            h2_max_continuations_per_s=int(v["h2_max_continuations"]),
             send_stall_s=float(v["send_stall"]),
         ),
         proxy=proxy,

@@ -19,12 +19,18 @@ sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
 - :mod:`.hangup`: a client's hang-up (FIN or reset) acted on from a watcher
   thread, without waiting for the event loop's batch to end.
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
-  bytes never blind hypercorn's read loop to a client leaving.
+  bytes never blind hypercorn's read loop to a client leaving; an h2c
+  ``Upgrade`` is ignored (answered over HTTP/1.1).
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
   process; DATA for a closed stream no longer kills the connection; a client
   that does not read stalls its stream's sender (flow control end to end);
-  resets per connection are limited ("rapid reset"), and a stream reset in
-  the same read as its request never starts at all.
+  a stream reset in the same read as its request never starts at all;
+  priority signals are ignored (no tree built for streams never opened);
+  hpack's and h2's loggers print nothing, so no header value is logged.
+- :mod:`.frames`: every kind of HTTP/2 frame that carries no request
+  (RST_STREAM, PRIORITY, WINDOW_UPDATE, SETTINGS, PING, empty DATA,
+  CONTINUATION) has a budget per connection and per second; past one, the
+  connection ends with GOAWAY(ENHANCE_YOUR_CALM).
 
 Per-server limits are read from hypercorn's ``Config`` (see
 :func:`trioproxy.server.hypercorn_config`), falling back to the defaults in

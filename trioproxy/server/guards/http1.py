@@ -32,6 +32,14 @@
 5. The end of a response (``_maybe_recycle``) runs inside the application's
    last ``send()``; it is shielded so that an application cancelling itself
    right then cannot leave the connection half recycled or unclosed.
+
+6. ``Upgrade: h2c`` is ignored (RFC 9110 section 7.8 lets a server ignore
+   an upgrade): the request is answered over HTTP/1.1. hypercorn switched to
+   h2c on any route, ``/admin/`` included, with no or an invalid
+   ``HTTP2-Settings``: a front proxy that passes the upgrade on sees a
+   connection it can no longer inspect (h2c smuggling). RFC 9113 section 3.1
+   deprecates the upgrade; h2c with prior knowledge and h2 over TLS (ALPN)
+   are the ways to HTTP/2.
 """
 
 import re
@@ -60,6 +68,16 @@ _RECYCLE_S = 10.0
 def _h2_preface(request: h11.Request) -> bool:
     """``PRI * HTTP/2.0``: h2c with prior knowledge, which hypercorn hands to its h2 side."""
     return request.method == b"PRI" and request.target == b"*" and request.http_version == b"2.0"
+
+
+def _asks_h2c(request: h11.Request) -> bool:
+    """``Upgrade: h2c``, alone or in a list."""
+    return any(
+        token.strip().lower() == b"h2c"
+        for name, value in request.headers
+        if name == b"upgrade"  # h11 lowercases header names
+        for token in value.split(b",")
+    )
 
 
 def _read_request(buf: ReceiveBuffer) -> h11.Request | None:
@@ -113,6 +131,13 @@ def install() -> None:
     init = H11Protocol.__init__
     maybe_recycle = H11Protocol._maybe_recycle
     stream_send = H11Protocol.stream_send
+    check_protocol = H11Protocol._check_protocol
+
+    async def _check_protocol(self: Any, request: h11.Request) -> None:
+        # hypercorn's check answers 101 to an h2c upgrade (and hands the
+        # h2c preface to its h2 side, which a request with headers is not).
+        if not _asks_h2c(request):
+            await check_protocol(self, request)
 
     async def _stream_send(self: Any, event: Any) -> None:
         if type(event) is Body:
@@ -151,3 +176,4 @@ def install() -> None:
     setattr(H11Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
     setattr(H11Protocol, "stream_send", _stream_send)  # noqa: B010
     setattr(H11Protocol, "_maybe_recycle", _maybe_recycle)  # noqa: B010
+    setattr(H11Protocol, "_check_protocol", _check_protocol)  # noqa: B010

@@ -21,6 +21,24 @@
    never starts (no task, no upstream connection), and a connection that
    resets more than ``h2_max_resets_per_s`` streams in a second is closed
    with GOAWAY(ENHANCE_YOUR_CALM) (CVE-2023-44487, "rapid reset").
+
+5. Frame budgets. Resets, PRIORITY, WINDOW_UPDATE, SETTINGS, PING, empty
+   DATA and CONTINUATION frames are each counted per connection and per
+   second as h2 parses them (:mod:`.frames`); the frame over its kind's
+   budget ends the connection with GOAWAY(ENHANCE_YOUR_CALM), and hypercorn
+   acts on no frame of that read.
+
+6. Priorities are ignored (RFC 9113 section 5.3.2 allows it). hypercorn put
+   every PRIORITY frame into its ``priority.PriorityTree``, streams never
+   opened included: about 3 ms a frame with 999 siblings, so 2,000 frames a
+   second stalled the process, and a chain of exclusive dependencies ended
+   the connection in a ``RecursionError``. The tree now holds only the
+   streams that were opened, each at the default weight: the send task
+   takes them in turn.
+
+7. Logs. hpack logs every header block it decodes, values and all (client
+   and admin keys included), at DEBUG, and h2 can log frames: their loggers
+   are set above CRITICAL, so ``--log-level DEBUG`` prints none of it.
 """
 
 import contextlib
@@ -32,10 +50,9 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import hypercorn.protocol.h2 as hypercorn_h2
-import trio
-from hypercorn.events import Closed
 from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 
+from trioproxy.server.guards.frames import BudgetedFrameBuffer, FrameBudget
 from trioproxy.server.guards.limits import limits_of
 
 __all__ = ["FlowControlledBuffer", "install"]
@@ -52,6 +69,8 @@ class FlowControlledBuffer(StreamBuffer):
     (plus the one chunk that crossed it) for a client that is not reading."""
 
     high_water = limits_of(None).h2_stream_buffer_bytes
+    frames: FrameBudget | None = None
+    """The connection's budget, told of each DATA frame taken to be sent."""
 
     async def push(self, data: bytes) -> None:
         if self._complete:
@@ -66,6 +85,8 @@ class FlowControlledBuffer(StreamBuffer):
         length = min(len(self.buffer), max_length)
         data = bytes(self.buffer[:length])
         del self.buffer[:length]
+        if data and self.frames is not None:
+            self.frames.data_frame_sent()  # hypercorn sends what it pops as one frame
         if len(self.buffer) < self.high_water // 2:  # what is left, not what was taken
             await self._paused.set()
         if not self.buffer:
@@ -91,57 +112,31 @@ def _bad_request_line(event: h2.events.RequestReceived) -> str | None:
     return None
 
 
-class _ResetBudget:
-    """Resets in the current one-second window of one connection."""
-
-    __slots__ = ("count", "window")
-
-    def __init__(self) -> None:
-        self.window = 0.0
-        self.count = 0
-
-    def spend(self, limit: int) -> bool:
-        """Count one reset; False once the window's budget is spent."""
-        now = trio.current_time()
-        if now - self.window >= 1.0:
-            self.window, self.count = now, 0
-        self.count += 1
-        return self.count <= limit
-
-
-def _budget(protocol: Any) -> _ResetBudget:
-    budget: _ResetBudget | None = getattr(protocol, "_trioproxy_resets", None)
-    if budget is None:
-        budget = _ResetBudget()
-        protocol._trioproxy_resets = budget
-    return budget
-
-
-async def _calm_down(protocol: Any) -> None:
-    log.warning(
-        "HTTP/2 connection from %s closed: over %d stream resets a second",
-        protocol.client,
-        limits_of(protocol.config).h2_max_resets_per_s,
-    )
-    with contextlib.suppress(h2.exceptions.ProtocolError):
-        protocol.connection.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-    await protocol._flush()
-    await protocol.send(Closed())
+_SILENT = logging.CRITICAL + 1
+_HEADER_LOGGERS = ("hpack", "h2")
 
 
 def install() -> None:
+    for name in _HEADER_LOGGERS:
+        logging.getLogger(name).setLevel(_SILENT)
     setattr(hypercorn_h2, "StreamBuffer", FlowControlledBuffer)  # noqa: B010 (mypy: misc)
+    init = H2Protocol.__init__
     handle_events = H2Protocol._handle_events
     create_stream = H2Protocol._create_stream
 
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        # Nothing has been received yet: the parser can be swapped whole.
+        self._trioproxy_frames = FrameBudget(limits_of(self.config))
+        self.connection.incoming_buffer = BudgetedFrameBuffer(self._trioproxy_frames, self.client)
+
+    async def _priority_updated(self: Any, event: h2.events.PriorityUpdated) -> None:
+        return  # ignored: no tree node for a stream never opened, no re-weighting
+
     async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
-        limit = limits_of(self.config).h2_max_resets_per_s
         reset_now = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset)}
         known: list[h2.events.Event] = []
         for event in events:
-            if isinstance(event, h2.events.StreamReset) and not _budget(self).spend(limit):
-                await handle_events(self, known)
-                return await _calm_down(self)
             if isinstance(event, h2.events.RequestReceived):
                 bad = _bad_request_line(event)
                 if bad is not None:
@@ -169,6 +164,9 @@ def install() -> None:
         buffer = self.stream_buffers.get(request.stream_id)
         if buffer is not None:
             buffer.high_water = limits_of(self.config).h2_stream_buffer_bytes
+            buffer.frames = self._trioproxy_frames
 
-    setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010 (mypy: method-assign)
+    setattr(H2Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
+    setattr(H2Protocol, "_priority_updated", _priority_updated)  # noqa: B010
+    setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010
     setattr(H2Protocol, "_create_stream", _create_stream)  # noqa: B010
