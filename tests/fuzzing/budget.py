@@ -1,0 +1,38 @@
+"""How many cases a fuzz run gets, and whether it is reproducible.
+
+CI (the default) runs a fixed number of examples, derandomized and with no
+example database: every run sends the same cases, so a red run is a change in
+the proxy, never a luckier draw, and its failure can be replayed by rerunning
+the test. Coverage beyond that fixed set comes from the long mode
+(``python -m benchmarks.fuzz``), which sets ``TRIOPROXY_FUZZ_EXAMPLES`` and a
+fresh ``TRIOPROXY_FUZZ_SEED`` per round and prints the seed of any failure.
+"""
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+__all__ = ["CI_EXAMPLES", "fuzz_settings", "seed"]
+
+CI_EXAMPLES = {"h1": 60, "h2": 45, "upstream": 60}
+"""Examples per family in CI; together about 30 s on a loaded 2-core machine."""
+
+
+def seed() -> int | None:
+    """The long mode's seed, or None: CI then derandomizes."""
+    raw = os.environ.get("TRIOPROXY_FUZZ_SEED")
+    return int(raw) if raw else None
+
+
+def fuzz_settings(family: str) -> settings:
+    examples = int(os.environ.get("TRIOPROXY_FUZZ_EXAMPLES", CI_EXAMPLES[family]))
+    return settings(
+        max_examples=examples,
+        deadline=None,  # a live process: time per case is bounded by trio, not here
+        derandomize=seed() is None,
+        database=None,
+        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        report_multiple_bugs=True,
+        print_blob=True,
+    )
