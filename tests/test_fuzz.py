@@ -21,17 +21,18 @@ How many cases, and how to run more: ``tests/fuzzing/budget.py``.
 """
 
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 import hypothesis
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 
 from tests.fuzzing.answers import UpstreamCase, upstream_cases
 from tests.fuzzing.budget import fuzz_settings, seed
 from tests.fuzzing.cases import Fuzz, exchange, p99
 from tests.fuzzing.frames import H2Case, h2_cases
+from tests.fuzzing.known import H1_KNOWN, H2_KNOWN, UPSTREAM_KNOWN
 from tests.fuzzing.live import ADMIN_KEY, LiveProxy
 from tests.fuzzing.relayed import check_relayed
 from tests.fuzzing.requests import H1Case, h1_cases
@@ -80,6 +81,15 @@ def _seeded[F: Callable[..., None]](test: F) -> F:
     return test if chosen is None else hypothesis.seed(chosen)(test)
 
 
+def _known[F: Callable[..., None]](cases: Sequence[object]) -> Callable[[F], F]:
+    def with_examples(test: F) -> F:
+        for case in reversed(cases):  # decorators apply inside out: keep the list's order
+            test = example(case=case)(test)
+        return test
+
+    return with_examples
+
+
 def _check_forwarded(received: list[Received]) -> None:
     """What reached the upstream: never a method that must stay here, every head well-formed."""
     methods = {r.method for r in received}
@@ -101,9 +111,10 @@ def _finish(fuzz: Fuzz) -> None:
 def test_http1_requests_keep_the_rule(fuzz: Fuzz) -> None:
     @_seeded
     @fuzz_settings("h1")
+    @_known(H1_KNOWN)
     @given(case=h1_cases())
     def case(case: H1Case) -> None:
-        fuzz.upstream.answer, fuzz.upstream.hold = (), False
+        fuzz.upstream.script()
         fuzz.run(partial(exchange, pieces=case.pieces, idle_s=0.1, whole=True))
         _check_forwarded(fuzz.upstream.received)
 
@@ -114,9 +125,10 @@ def test_http1_requests_keep_the_rule(fuzz: Fuzz) -> None:
 def test_http2_frame_sequences_keep_the_rule(fuzz: Fuzz) -> None:
     @_seeded
     @fuzz_settings("h2")
+    @_known(H2_KNOWN)
     @given(case=h2_cases())
     def case(case: H2Case) -> None:
-        fuzz.upstream.answer, fuzz.upstream.hold = (), False
+        fuzz.upstream.script()
         fuzz.run(partial(exchange, pieces=case.steps, idle_s=0.1, whole=False))
         _check_forwarded(fuzz.upstream.received)
 
@@ -127,10 +139,11 @@ def test_http2_frame_sequences_keep_the_rule(fuzz: Fuzz) -> None:
 def test_upstream_answers_keep_the_rule(fuzz: Fuzz) -> None:
     @_seeded
     @fuzz_settings("upstream")
+    @_known(UPSTREAM_KNOWN)
     @given(case=upstream_cases())
     def case(case: UpstreamCase) -> None:
-        fuzz.upstream.answer, fuzz.upstream.hold = case.answer, case.hold
-        answer = fuzz.run(partial(exchange, pieces=[case.request], idle_s=0.3, whole=False))
+        fuzz.upstream.script(case.answer, case.hold, case.pace_s)
+        answer = fuzz.run(partial(exchange, pieces=[case.request], idle_s=case.idle_s, whole=False))
         check_relayed(answer)
 
     case()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-__all__ = ["UpstreamCase", "upstream_cases"]
+__all__ = ["UpstreamCase", "request", "upstream_cases"]
 
 _NUMBERS: st.SearchStrategy[object] = st.sampled_from(
     [0, 7, -1, -(2**63), 2**64, 10**400, 1.5, "12", None, True, [], {}]
@@ -95,6 +95,10 @@ class UpstreamCase:
     """What the upstream writes, piece by piece."""
     hold: bool
     """The upstream keeps the connection open after its answer."""
+    pace_s: float = 0.0
+    """A pause after each piece (a trickle of 1xx heads: finding 5 of issue 18)."""
+    idle_s: float = 0.3
+    """How long the client waits for a byte before it leaves (longer for a trickle)."""
 
     def __repr__(self) -> str:
         whole = b"".join(self.answer)
@@ -109,7 +113,7 @@ class UpstreamCase:
         )
 
 
-def _request(path: bytes, body: bytes | None) -> bytes:
+def request(path: bytes, body: bytes | None) -> bytes:
     if body is None:
         return b"GET %s HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n" % path
     return (
@@ -120,28 +124,28 @@ def _request(path: bytes, body: bytes | None) -> bytes:
 
 _REQUESTS = st.sampled_from(
     [
-        _request(
+        request(
             b"/v1/chat/completions",
             json.dumps({"model": "m", "stream": True, "messages": []}).encode(),
         ),
-        _request(
+        request(
             b"/v1/chat/completions",
             json.dumps({"model": "m", "stream": False, "messages": []}).encode(),
         ),
-        _request(
+        request(
             b"/v1/chat/completions",
             json.dumps({"model": "fuzz-b-1", "stream": True, "messages": []}).encode(),
         ),
-        _request(b"/v1/completions", json.dumps({"model": "m", "prompt": "p"}).encode()),
-        _request(b"/v1/models", None),
-        _request(b"/v1/models/m", None),
+        request(b"/v1/completions", json.dumps({"model": "m", "prompt": "p"}).encode()),
+        request(b"/v1/models", None),
+        request(b"/v1/models/m", None),
     ]
 )
 
 
 @st.composite
 def upstream_cases(draw: st.DrawFn) -> UpstreamCase:
-    informational = draw(st.sampled_from([0, 0, 0, 1, 2, 3, 50]) | st.integers(0, 5000))
+    informational = draw(st.sampled_from([0, 0, 0, 1, 2, 3, 50, 80_000]) | st.integers(0, 80_000))
     interim = draw(
         st.sampled_from(
             [
@@ -214,10 +218,11 @@ def upstream_cases(draw: st.DrawFn) -> UpstreamCase:
     )
     whole = interim * informational + head + wire
     cuts = sorted(draw(st.lists(st.integers(0, len(whole)), max_size=4)))
-    if informational > 50:  # one write a 1xx head: each read of the proxy's sees a little more
-        pieces = [interim] * informational + [head + wire]
+    if informational > 50:  # a few 1xx heads a write: each read of the proxy's sees a little
+        pieces = [interim * 20] * (informational // 20) + [head + wire]
     else:
         pieces = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True) if b > a]
     if draw(st.integers(0, 7)) == 0:
         pieces = pieces[: draw(st.integers(0, len(pieces)))]  # the upstream stops short
-    return UpstreamCase(draw(_REQUESTS), pieces, hold=draw(st.integers(0, 5)) == 0)
+    trickle = {"pace_s": 0.0002, "idle_s": 5.0} if informational > 50 else {}
+    return UpstreamCase(draw(_REQUESTS), pieces, draw(st.integers(0, 5)) == 0, **trickle)

@@ -18,6 +18,11 @@ CI_EXAMPLES = {"h1": 60, "h2": 45, "upstream": 60}
 """Examples per family in CI; together about 30 s on a loaded 2-core machine."""
 
 
+PHASES = (Phase.explicit, Phase.generate, Phase.target)
+"""No shrinking unless asked: a case that stalls the proxy costs seconds, and
+shrinking one tries hundreds; CI prints the failing case as found."""
+
+
 def seed() -> int | None:
     """The long mode's seed, or None: CI then derandomizes."""
     raw = os.environ.get("TRIOPROXY_FUZZ_SEED")
@@ -31,7 +36,7 @@ def fuzz_settings(family: str) -> settings:
         deadline=None,  # a live process: time per case is bounded by trio, not here
         derandomize=seed() is None,
         database=None,
-        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
+        phases=PHASES + ((Phase.shrink,) if os.environ.get("TRIOPROXY_FUZZ_SHRINK") else ()),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         report_multiple_bugs=True,
         print_blob=True,

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 
 import trio
 from hypothesis import target
+from hypothesis.control import currently_in_test_context
 
 from tests.fuzzing.live import STALL_MS, LiveProxy, health_ms, wait_settled
 from tests.fuzzing.upstream import ScriptedUpstream
 
-__all__ = ["CASE_S", "Fuzz", "exchange", "p99"]
+__all__ = ["CASE_S", "SLOW_MS", "Fuzz", "exchange", "p99"]
 
+SLOW_MS = 100.0
+"""Issue 18's bound for another client's /health; held by the median of a case's
+samples (one sample can lose its core to another process for that long, half
+of them do not) and by the p99 of a family's (tests/test_fuzz.py)."""
 CASE_S = 8.0
 """One case's client, from its first byte to its last read."""
 _SAMPLE_EVERY_S = 0.01
@@ -42,39 +47,56 @@ class Fuzz:
     """Every /health of this family's cases, in ms."""
 
     def run(self, client: Client) -> bytes:
-        """Run one case; the process and log checks come first, then the stall bound."""
+        """Run one case; the process and log checks come first, then the stall bound.
+
+        A case that failed leaves a fresh process to the next: a stalled proxy
+        takes tens of seconds to recover, and the next case must not be
+        blamed for it (nor hypothesis see the same case pass and fail)."""
         self.proxy.ensure_running()
         self.upstream.received.clear()
         found: list[float] = []
         answer, error = trio.run(self._case, client, found)
-        self.proxy.check()
-        if error is not None:
-            raise error
         worst = max(found)
-        target(worst, label="slowest /health, ms")  # hypothesis steers toward stalls
+        if currently_in_test_context():  # hypothesis steers toward stalls
+            target(worst, label="slowest /health, ms")
+        try:
+            self.proxy.check()
+            assert worst < STALL_MS, f"another client's /health took {worst:.0f} ms"
+            middle = sorted(found)[len(found) // 2]
+            assert len(found) < 3 or middle < SLOW_MS, f"/health median {middle:.0f} ms: {found}"
+            if error is not None:
+                raise error
+        except BaseException:
+            self.proxy.restart()
+            raise
         self.samples += found
-        assert worst < STALL_MS, f"another client's /health took {worst:.0f} ms"
         return answer
 
     async def _case(self, client: Client, found: list[float]) -> tuple[bytes, Exception | None]:
         port, answer, error = self.proxy.port, b"", None
         async with trio.open_nursery() as nursery:
             await nursery.start(self.upstream.serve)
-            nursery.start_soon(_sample, port, found)
-            try:
-                with trio.fail_after(CASE_S + 1):
-                    answer = await client(port)
-                await wait_settled(port)
-            except Exception as exc:  # reported after the process and log checks
-                error = exc
+            with trio.CancelScope() as case:
+                nursery.start_soon(_sample, port, found, case)
+                try:
+                    with trio.fail_after(CASE_S + 1):
+                        answer = await client(port)
+                    await wait_settled(port)
+                except Exception as exc:  # reported after the process and log checks
+                    error = exc
             nursery.cancel_scope.cancel()
-        found.append(await health_ms(port))  # and once more with the case wholly done
+        if not case.cancelled_caught:
+            found.append(await health_ms(port))  # and once more with the case wholly done
         return answer, error
 
 
-async def _sample(port: int, found: list[float]) -> None:
+async def _sample(port: int, found: list[float], case: trio.CancelScope) -> None:
+    """Another client's /health, all through the case; a stall ends the case at once."""
     while True:
         found.append(await health_ms(port))
+        if found[-1] >= STALL_MS:
+            case.cancel()
+            return
         await trio.sleep(_SAMPLE_EVERY_S)
 
 

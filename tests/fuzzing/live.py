@@ -66,6 +66,10 @@ class LiveProxy:
         if self._process is None or self._process.poll() is not None:
             self.start()
 
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)

@@ -44,6 +44,8 @@ def plain_answer(received: Received) -> Sequence[bytes]:
 class ScriptedUpstream:
     answer: Sequence[bytes] = ()
     """The bytes of the next answers, written one piece at a time; empty: plain_answer."""
+    pace_s: float = 0.0
+    """A pause after each piece: a trickle, each read of the proxy's seeing a little more."""
     hold: bool = False
     """Keep the connection open after the answer (an upstream that never ends its body)."""
     received: list[Received] = field(default_factory=list)
@@ -54,6 +56,10 @@ class ScriptedUpstream:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(128)
         self.port: int = self._sock.getsockname()[1]
+
+    def script(self, answer: Sequence[bytes] = (), hold: bool = False, pace_s: float = 0.0) -> None:
+        """What the next case's connections get; the defaults: plain_answer."""
+        self.answer, self.hold, self.pace_s = answer, hold, pace_s
 
     def close(self) -> None:
         self._sock.close()
@@ -71,6 +77,8 @@ class ScriptedUpstream:
                 self.received.append(received)
                 for piece in self.answer or plain_answer(received):
                     await stream.send_all(piece)
+                    if self.pace_s:
+                        await trio.sleep(self.pace_s)
                 if self.hold:
                     await trio.sleep_forever()  # until the case's run ends
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
