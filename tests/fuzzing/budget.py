@@ -4,8 +4,9 @@ CI (the default) runs a fixed number of examples, derandomized and with no
 example database: every run sends the same cases, so a red run is a change in
 the proxy, never a luckier draw, and its failure can be replayed by rerunning
 the test. Coverage beyond that fixed set comes from the long mode
-(``python -m benchmarks.fuzz``), which sets ``TRIOPROXY_FUZZ_EXAMPLES`` and a
-fresh ``TRIOPROXY_FUZZ_SEED`` per round and prints the seed of any failure.
+(``python -m benchmarks.fuzz``), which sets ``TRIOPROXY_FUZZ_EXAMPLES``, a
+fresh ``TRIOPROXY_FUZZ_SEED`` per round and ``TRIOPROXY_FUZZ_SHRINK=1``, and
+keeps the output of any failing round.
 """
 
 import os
@@ -14,8 +15,8 @@ from hypothesis import HealthCheck, Phase, settings
 
 __all__ = ["CI_EXAMPLES", "fuzz_settings", "seed"]
 
-CI_EXAMPLES = {"h1": 60, "h2": 45, "upstream": 60}
-"""Examples per family in CI; together about 30 s on a loaded 2-core machine."""
+CI_EXAMPLES = {"h1": 150, "h2": 120, "upstream": 60}
+"""Generated examples per family in CI, after the explicit ones of ``known``."""
 
 
 PHASES = (Phase.explicit, Phase.generate, Phase.target)

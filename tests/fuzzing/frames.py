@@ -15,6 +15,7 @@ import hpack
 from hypothesis import strategies as st
 
 from tests.fuzzing.requests import json_bodies
+from tests.fuzzing.requests import mostly as _mostly
 
 __all__ = ["PREFACE", "H2Case", "h2_cases"]
 
@@ -45,6 +46,16 @@ _flags = st.sampled_from([0, END_STREAM, END_HEADERS, END_STREAM | END_HEADERS])
     0, 255
 )
 _u31 = st.integers(0, 2**31 - 1)
+_H2_PATHS = [
+    b"/health",
+    b"/v1/models",
+    b"/admin/requests",
+    b"",
+    b"*",
+    b"/v1/x%0d%0a2099-01-01 00:00:00,000 INFO trioproxy.access: FORGED",
+    b"/v1/\x1b[31m",
+    b"/v1/chat/completions?x=\x7f",
+]
 
 
 @st.composite
@@ -229,29 +240,35 @@ class H2Case:
 
 
 @st.composite
+def _request(draw: st.DrawFn, stream: int) -> list[bytes]:
+    """One request's frames, mostly valid: HEADERS (maybe CONTINUATION), DATA to END_STREAM."""
+    path = _mostly(draw, b"/v1/chat/completions", st.sampled_from(_H2_PATHS), 3)
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", path), (b":authority", b"h")]
+    body = draw(json_bodies())
+    fields += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    block = _mostly(draw, bytes(hpack.Encoder().encode(fields)), _header_block(), 5)
+    split = _mostly(draw, len(block), st.integers(0, len(block)))
+    flags = END_HEADERS if split == len(block) else 0
+    frames = [frame(HEADERS, flags, stream, block[:split])]
+    if split < len(block):
+        frames.append(frame(CONTINUATION, END_HEADERS, stream, block[split:]))
+    cut = _mostly(draw, len(body), st.integers(0, len(body)))
+    frames += [frame(DATA, 0, stream, body[:cut]), frame(DATA, END_STREAM, stream, body[cut:])]
+    return frames
+
+
+@st.composite
 def h2_cases(draw: st.DrawFn) -> H2Case:
-    opening = draw(
-        st.sampled_from(
-            [PREFACE + frame(SETTINGS, 0, 0, b"")] * 6
-            + [PREFACE, PREFACE[:10], b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"]
-        )
+    """One to three requests on streams 1, 3, 5; odd frames and now and then a flood among them."""
+    opening = _mostly(
+        draw,
+        PREFACE + frame(SETTINGS, 0, 0, b""),
+        st.sampled_from([PREFACE, PREFACE[:10], b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"]),
+        10,
     )
-    request = frame(
-        HEADERS,
-        END_HEADERS,
-        1,
-        bytes(
-            hpack.Encoder().encode(
-                [
-                    (":method", "POST"),
-                    (":scheme", "http"),
-                    (":path", "/v1/chat/completions"),
-                    (":authority", "h"),
-                ]
-            )
-        ),
-    )
-    steps = draw(
-        st.lists(_flood() | _one() | _one() | _one() | st.just(request), min_size=1, max_size=12)
-    )
+    steps = [f for n in range(draw(st.integers(1, 3))) for f in draw(_request(2 * n + 1))]
+    for odd in draw(st.lists(_one(), max_size=6)) + _mostly(
+        draw, [], st.lists(_flood(), max_size=1)
+    ):
+        steps.insert(draw(st.integers(0, len(steps))), odd)
     return H2Case([opening, *steps])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-__all__ = ["H1Case", "h1_cases", "json_bodies", "odd_models"]
+__all__ = ["H1Case", "h1_cases", "json_bodies", "mostly", "odd_models"]
 
 _METHODS = [b"GET", b"POST", b"DELETE", b"PUT", b"PATCH", b"HEAD", b"OPTIONS"]
 _ODD_METHODS = [b"TRACE", b"TRACK", b"PROPFIND", b"CONNECT", b"M-SEARCH", b"post", b"G\xc3\xa9T"]
@@ -54,13 +54,31 @@ _PATH_BITS = [
     b" ",
     b"\t",
 ]
-_VERSIONS = [b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1x", b"http/1.1", b""]
+_VERSIONS = [b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.1x", b"http/1.1", b""]
 _NAMES = st.sampled_from(
-    [b"x-a", b"accept", b"user-agent", b"x-request-id", b"authorization", b"cookie"]
-) | st.binary(min_size=1, max_size=20)
+    [b"x-a", b"accept", b"user-agent", b"x-request-id", b"authorization", b"cookie", b"x-sim-id"]
+) | st.binary(min_size=1, max_size=20).filter(lambda b: b.isalnum())  # a name h11 parses
+_ODD_FRAMING = [
+    (b"content-length", b"-1"),
+    (b"content-length", b"5, 5"),
+    (b"content-length", b"99999999999999999999"),
+    (b"transfer-encoding", b"gzip, chunked"),
+    (b"transfer-encoding", b"chunked, identity"),
+    (b"transfer-encoding", b" chunked"),
+    (b"expect", b"100-continue"),
+    (b"upgrade", b"h2c"),
+    (b"http2-settings", b"AAMAAABkAAQAAP__"),
+    (b"http2-settings", b"!!"),
+    (b"connection", b"upgrade, http2-settings"),
+]
 _VALUES = st.sampled_from([b"", b"text/event-stream", b"a\x01b", b"\xc2\x85", b"\xff\xfe"]) | (
     st.binary(max_size=64).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 )
+
+
+def mostly[T](draw: st.DrawFn, usual: T, odd: st.SearchStrategy[T], one_in: int = 4) -> T:
+    """``usual``, or one in ``one_in`` times a mutation: most cases must reach the relay."""
+    return draw(odd) if draw(st.integers(1, one_in)) == 1 else usual
 
 
 def odd_models() -> st.SearchStrategy[object]:
@@ -77,17 +95,22 @@ def odd_models() -> st.SearchStrategy[object]:
     )
 
 
-def json_bodies() -> st.SearchStrategy[bytes]:
+@st.composite
+def json_bodies(draw: st.DrawFn) -> bytes:
+    """A chat body, its ``model`` and ``stream`` mostly ordinary; now and then not JSON."""
+    odd = st.sampled_from([b"", b"{", b"[]", b"null", b'{"model": "a"' + b"]" * 3, b"\xff"])
+    deep = st.integers(1, 2000).map(lambda n: b'{"model": ' * n)
+    if draw(st.integers(1, 6)) == 1:
+        return draw(odd | deep)
+    body: dict[str, object] = {
+        "model": mostly(draw, "m", odd_models(), 2),
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     stream: st.SearchStrategy[object] = st.sampled_from([True, False, None, "yes", 1, 0, [], {}])
-    body = st.fixed_dictionaries(
-        {"model": odd_models(), "messages": st.just([{"role": "user", "content": "hi"}])},
-        optional={"stream": stream, "max_tokens": st.integers(-(2**70), 2**70)},
-    )
-    return st.one_of(
-        body.map(lambda b: json.dumps(b).encode()),
-        st.sampled_from([b"", b"{", b"[]", b"null", b'{"model": "a"' + b"]" * 3, b"\xff"]),
-        st.integers(1, 2000).map(lambda n: b'{"model": ' * n),  # deep nesting
-    )
+    body["stream"] = mostly(draw, draw(st.booleans()), stream)
+    if draw(st.booleans()):
+        body["max_tokens"] = draw(st.integers(-(2**70), 2**70))
+    return json.dumps(body).encode()
 
 
 @st.composite
@@ -118,13 +141,17 @@ class H1Case:
 
 @st.composite
 def h1_cases(draw: st.DrawFn) -> H1Case:
-    method = draw(st.sampled_from(_METHODS) | st.sampled_from(_ODD_METHODS))
-    path = draw(st.sampled_from(_PATHS)) + b"".join(draw(st.lists(st.sampled_from(_PATH_BITS))))
-    version = draw(st.sampled_from(_VERSIONS))
-    newline = draw(st.sampled_from([b"\r\n"] * 5 + [b"\n"]))
+    method = mostly(draw, b"POST", st.sampled_from(_METHODS) | st.sampled_from(_ODD_METHODS), 3)
+    path = mostly(draw, b"/v1/chat/completions", st.sampled_from(_PATHS), 3)
+    bits = st.lists(st.sampled_from(_PATH_BITS), min_size=1, max_size=3)
+    path += b"".join(mostly(draw, [], bits))
+    version = mostly(draw, b"HTTP/1.1", st.sampled_from(_VERSIONS), 8)
+    newline = mostly(draw, b"\r\n", st.just(b"\n"), 8)
     body = draw(json_bodies())
-    headers = [(b"host", draw(st.sampled_from([b"h", b"", b"a\x00b"])))]
-    framing = draw(st.sampled_from(["length", "chunked", "both", "lying", "odd", "none"]))
+    headers = [(b"host", mostly(draw, b"h", st.sampled_from([b"", b"a\x00b", b"h, h"]), 8))]
+    framing = mostly(
+        draw, "length", st.sampled_from(["chunked", "chunked", "both", "lying", "odd", "none"]), 2
+    )
     if framing == "chunked" or framing == "both":
         headers.append((b"transfer-encoding", b"chunked"))
         wire = draw(_chunked(body))
@@ -135,29 +162,9 @@ def h1_cases(draw: st.DrawFn) -> H1Case:
     elif framing == "lying":
         headers.append((b"content-length", b"%d" % draw(st.integers(0, len(body) + 8))))
     elif framing == "odd":
-        headers += draw(
-            st.lists(
-                st.sampled_from(
-                    [
-                        (b"content-length", b"-1"),
-                        (b"content-length", b"5, 5"),
-                        (b"content-length", b"99999999999999999999"),
-                        (b"transfer-encoding", b"gzip, chunked"),
-                        (b"transfer-encoding", b"chunked, identity"),
-                        (b"transfer-encoding", b" chunked"),
-                        (b"expect", b"100-continue"),
-                        (b"upgrade", b"h2c"),
-                        (b"http2-settings", b"AAMAAABkAAQAAP__"),
-                        (b"http2-settings", b"!!"),
-                        (b"connection", b"upgrade, http2-settings"),
-                    ]
-                ),
-                min_size=1,
-                max_size=4,
-            )
-        )
+        headers += draw(st.lists(st.sampled_from(_ODD_FRAMING), min_size=1, max_size=4))
     headers += draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=4))
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)):
         headers.append((b"content-type", b"application/json"))
     lines = [method + b" " + path + (b" " + version if version else b"")]
     lines += [name + b": " + value for name, value in draw(st.permutations(headers))]
