@@ -14,6 +14,7 @@ from tests.fuzzing.answers import UpstreamCase, request
 from tests.fuzzing.frames import (
     DATA,
     END_HEADERS,
+    END_STREAM,
     PING,
     PREFACE,
     PRIORITY,
@@ -45,6 +46,14 @@ H1_KNOWN = [
     _post("m", method=b"CONNECT"),
 ]
 
+
+def _block(method: bytes, path: bytes) -> bytes:
+    fields = [(b":method", method), (b":scheme", b"http"), (b":path", path), (b":authority", b"h")]
+    return bytes(hpack.Encoder().encode(fields))
+
+
+_CHAT = json.dumps({"model": "m", "messages": [], "stream": False}).encode()
+_CLOSED_WINDOW = PREFACE + frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 0))  # INITIAL_WINDOW_SIZE
 _OPEN_1 = frame(
     1,  # HEADERS, no END_STREAM: stream 1 stays open for DATA
     END_HEADERS,
@@ -86,6 +95,10 @@ H2_KNOWN = [
     H2Case([_START, frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65535)) * 50_000]),
     H2Case([_START, frame(PING, 0, 0, b"\0" * 8) * 50_000]),
     H2Case([_START, _OPEN_1, frame(DATA, 0, 1, b"") * 100_000]),
+    # Found by this fuzzer: a client that opens no window for a whole JSON answer
+    # and then leaves; the request must still end (and write its access line).
+    H2Case([_CLOSED_WINDOW, _OPEN_1, frame(DATA, END_STREAM, 1, _CHAT)]),
+    H2Case([_CLOSED_WINDOW, frame(1, END_HEADERS | END_STREAM, 1, _block(b"GET", b"/v1/models"))]),
 ]
 
 _STREAM = request(
