@@ -5,7 +5,8 @@ example database: every run sends the same cases, so a red run is a change in
 the proxy, never a luckier draw, and its failure can be replayed by rerunning
 the test. Coverage beyond that fixed set comes from the long mode
 (``python -m benchmarks.fuzz``), which sets ``TRIOPROXY_FUZZ_EXAMPLES``, a
-fresh ``TRIOPROXY_FUZZ_SEED`` per round and ``TRIOPROXY_FUZZ_SHRINK=1``, and
+fresh ``TRIOPROXY_FUZZ_SEED`` per round, ``TRIOPROXY_FUZZ_SHRINK=1`` and
+``TRIOPROXY_FUZZ_EXPLICIT=0``, and
 keeps the output of any failing round.
 """
 
@@ -27,6 +28,16 @@ PHASES = (Phase.explicit, Phase.generate, Phase.target)
 shrinking one tries hundreds; CI prints the failing case as found."""
 
 
+def _phases() -> tuple[Phase, ...]:
+    # The long mode skips the explicit examples (CI runs them every time) so that,
+    # while one still fails, its rounds go on generating.
+    explicit = os.environ.get("TRIOPROXY_FUZZ_EXPLICIT", "1") == "1"
+    shrink = bool(os.environ.get("TRIOPROXY_FUZZ_SHRINK"))
+    return tuple(p for p in PHASES if explicit or p != Phase.explicit) + (
+        (Phase.shrink,) if shrink else ()
+    )
+
+
 def seed() -> int | None:
     """The long mode's seed, or None: CI then derandomizes."""
     raw = os.environ.get("TRIOPROXY_FUZZ_SEED")
@@ -40,7 +51,7 @@ def fuzz_settings(family: str) -> settings:
         deadline=None,  # a live process: time per case is bounded by trio, not here
         derandomize=seed() is None,
         database=None,
-        phases=PHASES + ((Phase.shrink,) if os.environ.get("TRIOPROXY_FUZZ_SHRINK") else ()),
+        phases=_phases(),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         report_multiple_bugs=True,
         print_blob=True,
