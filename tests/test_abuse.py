@@ -434,3 +434,23 @@ async def test_an_admin_cancel_ends_a_request_whose_client_never_reads(
     assert cancelled.status_code == 200
     assert " 503 outcome=cancelled_by_admin" in line, line
     assert fate.outcome == "disconnected"
+
+
+@TRANSPORTS
+async def test_h2_a_zero_window_client_that_leaves_after_a_whole_answer_ends_its_request(
+    nursery: trio.Nursery, tls: TLSFiles, access_log: AccessLog, transport: str
+) -> None:
+    """A whole JSON answer queued for a client that opened no window: when the
+    client closes its connection, the request ends and is logged (it stayed in
+    flight for good, because the answer's end waited for a window)."""
+    target = await h2_target(nursery, transport, tls)
+    with trio.fail_after(20):
+        client = await target.connect(window=0)
+        whole = json.dumps({"model": "sim-small", "messages": []}).encode()  # not streamed
+        await client.request("/v1/chat/completions", {"x-sim-id": "whole"}, whole)
+        fate = await target.sim.wait_ended("whole")
+        await trio.sleep(0.2)  # the answer reaches the stream's buffer, then waits
+        client.close()
+        line = await access_log.wait_for_line("/v1/chat/completions")
+    assert fate.outcome == "completed"
+    assert " 200 " in line or " 499 " in line

@@ -39,6 +39,13 @@
 7. Logs. hpack logs every header block it decodes, values and all (client
    and admin keys included), at DEBUG, and h2 can log frames: their loggers
    are set above CRITICAL, so ``--log-level DEBUG`` prints none of it.
+
+8. A connection's end releases its streams' sends. hypercorn's send task
+   stops when the connection closes, so an answer's end waiting in
+   ``drain()`` for a window the client never opened (a zero-window client
+   that left after a whole JSON answer was queued) waited for good: the
+   request never ended, never logged, and held its key's slot. Every stream
+   buffer is closed with the connection, which ends those sends.
 """
 
 import contextlib
@@ -50,6 +57,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import hypercorn.protocol.h2 as hypercorn_h2
+from hypercorn.events import Closed
 from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 
 from trioproxy.server.guards.frames import BudgetedFrameBuffer, FrameBudget
@@ -123,6 +131,7 @@ def install() -> None:
     init = H2Protocol.__init__
     handle_events = H2Protocol._handle_events
     create_stream = H2Protocol._create_stream
+    handle_event = H2Protocol.handle
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
@@ -166,7 +175,17 @@ def install() -> None:
             buffer.high_water = limits_of(self.config).h2_stream_buffer_bytes
             buffer.frames = self._trioproxy_frames
 
+    async def handle(self: Any, event: Any) -> None:
+        await handle_event(self, event)
+        if isinstance(event, Closed):
+            # hypercorn's sender stops with the connection, so an answer's end
+            # waiting for a window that never opened (drain()) waited for good,
+            # and its request with it: release every stream's send.
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()
+
     setattr(H2Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
+    setattr(H2Protocol, "handle", handle)  # noqa: B010
     setattr(H2Protocol, "_priority_updated", _priority_updated)  # noqa: B010
     setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010
     setattr(H2Protocol, "_create_stream", _create_stream)  # noqa: B010
