@@ -22,11 +22,11 @@ from trioproxy.conformance import H2Client, RawClient, free_port, request_bytes
 from trioproxy.proxy.admin.cluster import Cluster, socket_path
 from trioproxy.proxy.admin.inflight import LISTED_MAX, LISTING_MAX_BYTES, RECENT_MAX, Inflight
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core import bounded
+from trioproxy.proxy.core.bounded import CUT, MODEL_MAX, OneLineFormatter, kept
+from trioproxy.proxy.core.record import RequestRecord
 from trioproxy.proxy.gateway.config import ClientKey, ProxyConfig
 from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.relay import bounded
-from trioproxy.proxy.relay.bounded import CUT, MODEL_MAX, OneLineFormatter, kept
-from trioproxy.proxy.relay.record import RequestRecord
 from trioproxy.sim import SimUpstream
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}

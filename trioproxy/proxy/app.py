@@ -28,10 +28,10 @@ from trioproxy.proxy.admin.cluster import Cluster
 from trioproxy.proxy.admin.control import ASSETS, Admin
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core.bounded import REQUEST_ID_MAX, kept
+from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
-from trioproxy.proxy.relay.bounded import REQUEST_ID_MAX, kept
-from trioproxy.proxy.relay.errors import error_body
 from trioproxy.proxy.relay.race import Relay, open_upstream_pool
 from trioproxy.proxy.upstream.pool import UpstreamPool
 from trioproxy.server import serve_app

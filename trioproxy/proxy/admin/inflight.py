@@ -3,7 +3,7 @@
 A worker's listing has a size known in advance, :data:`LISTING_MAX_BYTES`:
 at most :data:`LISTED_MAX` requests in flight (the others only counted) and
 :data:`RECENT_MAX` ended ones, each entry made of values kept to their caps
-(:mod:`trioproxy.proxy.relay.bounded`). The control socket between workers
+(:mod:`trioproxy.proxy.core.bounded`). The control socket between workers
 takes answers of that size, so a listing always crosses whole.
 """
 
@@ -13,8 +13,8 @@ from collections import deque
 from typing import Any
 
 from trioproxy.proxy.admin.metrics import Metrics
-from trioproxy.proxy.relay import bounded
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.core import bounded
+from trioproxy.proxy.core.record import Outcome, RequestRecord
 
 __all__ = ["LISTED_MAX", "LISTING_MAX_BYTES", "RECENT_MAX", "RECENT_S", "Inflight"]
 

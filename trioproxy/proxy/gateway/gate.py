@@ -10,17 +10,17 @@ import trio
 
 from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.proxy.admin.metrics import Metrics
-from trioproxy.proxy.gateway.config import ClientKey
-from trioproxy.proxy.gateway.keys import BUSY_S, KeyLimiter, Slot
-from trioproxy.proxy.relay.bounded import (
+from trioproxy.proxy.core.bounded import (
     KEY_NAME_MAX,
     METHOD_MAX,
     PATH_MAX,
     RELAYED_METHODS,
     kept,
 )
-from trioproxy.proxy.relay.errors import send_json_error
-from trioproxy.proxy.relay.record import access_log
+from trioproxy.proxy.core.errors import send_json_error
+from trioproxy.proxy.core.record import access_log
+from trioproxy.proxy.gateway.config import ClientKey
+from trioproxy.proxy.gateway.keys import BUSY_S, KeyLimiter, Slot
 
 __all__ = ["KEY_NAME", "SLOT", "bearer_ok", "with_cors", "with_keys"]
 

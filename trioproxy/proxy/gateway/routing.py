@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from trioproxy.proxy.relay.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
+from trioproxy.proxy.core.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
 from trioproxy.proxy.upstream.pool import Origin
 
 __all__ = ["Router", "Upstream"]

@@ -11,10 +11,10 @@ import json
 import trio
 
 from trioproxy.asgi import Send
-from trioproxy.proxy.relay.bounded import ERROR_MAX, cut, kept
-from trioproxy.proxy.relay.errors import send_json_error
+from trioproxy.proxy.core.bounded import ERROR_MAX, cut, kept
+from trioproxy.proxy.core.errors import send_json_error
+from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.heartbeat import Heartbeat
-from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.sse import EventCounter, error_event
 from trioproxy.proxy.upstream.pool import UpstreamError, UpstreamResponse
 

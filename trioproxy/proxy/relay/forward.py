@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from trioproxy.asgi import Send, send_json
+from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.gateway.balance import Balancer
 from trioproxy.proxy.gateway.routing import Router, Upstream
 from trioproxy.proxy.relay.answers import (
@@ -28,7 +29,6 @@ from trioproxy.proxy.relay.answers import (
 )
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.models import MAX_LIST_BYTES, OddModelList, listed_models, merged_list
-from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.sse import EventCounter
 from trioproxy.proxy.relay.usage import UsageTap
 from trioproxy.proxy.upstream.headers import Headers, request_headers, response_headers

@@ -19,13 +19,7 @@ import trio
 from trioproxy.asgi import CLIENT_GONE, CLIENT_HANGUP, Receive, Scope, Send, disconnected
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
-from trioproxy.proxy.gateway.balance import Balancer
-from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.gate import KEY_NAME, SLOT
-from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
-from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.relay.answers import asks_for_stream, only_cancelled, start_event_stream
-from trioproxy.proxy.relay.bounded import (
+from trioproxy.proxy.core.bounded import (
     ADDRESS_MAX,
     KEY_NAME_MAX,
     METHOD_MAX,
@@ -34,10 +28,16 @@ from trioproxy.proxy.relay.bounded import (
     cut,
     kept,
 )
-from trioproxy.proxy.relay.errors import error_body, send_json_error
+from trioproxy.proxy.core.errors import error_body, send_json_error
+from trioproxy.proxy.core.record import Outcome, RequestRecord
+from trioproxy.proxy.gateway.balance import Balancer
+from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.proxy.gateway.gate import KEY_NAME, SLOT
+from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
+from trioproxy.proxy.gateway.routing import Upstream
+from trioproxy.proxy.relay.answers import asks_for_stream, only_cancelled, start_event_stream
 from trioproxy.proxy.relay.forward import Exchange, Forwarder
 from trioproxy.proxy.relay.heartbeat import Heartbeat
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
 
 __all__ = ["Relay", "gone_already", "open_upstream_pool"]

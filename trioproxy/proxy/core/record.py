@@ -3,7 +3,7 @@
 Every request ends as exactly one :class:`Outcome` and writes one access-log
 line at INFO. A client's stop is an outcome, not an error: status 499, no
 traceback. What a record keeps of the client's values (method, path, model,
-key name) is bounded and escaped as it enters (:mod:`trioproxy.proxy.relay.bounded`).
+key name) is bounded and escaped as it enters (:mod:`trioproxy.proxy.core.bounded`).
 """
 
 import enum
@@ -16,7 +16,7 @@ from typing import Any
 
 import trio
 
-from trioproxy.proxy.relay.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
+from trioproxy.proxy.core.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
 from trioproxy.proxy.upstream.pool import UpstreamHandle
 
 __all__ = ["Outcome", "Phase", "RequestRecord"]
