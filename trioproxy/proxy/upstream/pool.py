@@ -22,9 +22,11 @@ here is kept, and nothing else:
 HTTP/2 is never spoken to an upstream: a cancelled HTTP/2 stream needs an
 RST_STREAM that nothing here would send.
 
-The exception tree: :class:`UpstreamError`, with ``timed_out`` (504, or an
-SSE ``error`` event of type ``upstream_timeout``) and ``unreached`` (nothing
-reached the upstream: a fallback may be tried).
+An exchange's life is one state machine (:mod:`.state`); its failures are
+the types of :mod:`.errors`, mapped from the wire's at one boundary. The
+client knows nothing of the caller's client: whoever must stop an exchange
+(the request core's stop) holds it and calls :meth:`UpstreamExchange.abort`,
+from any thread.
 """
 
 import contextlib
@@ -34,43 +36,34 @@ import select
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import trio
 
-from trioproxy.asgi import Hangup
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
-from trioproxy.proxy.upstream.http11 import (
-    Framing,
-    Head,
-    HeadReader,
-    ProtocolError,
-    request_head,
+from trioproxy.proxy.upstream.errors import (
+    WIRE_ERRORS,
+    Aborted,
+    ConnectTimeout,
+    HeadersTimeout,
+    IdleTimeout,
+    Unreachable,
+    Unsendable,
+    UpstreamBroken,
+    UpstreamError,
+    wire_error,
 )
+from trioproxy.proxy.upstream.http11 import Framing, Head, HeadReader, ProtocolError, request_head
+from trioproxy.proxy.upstream.state import ExchangeState, State
 
-__all__ = [
-    "Deadlines",
-    "Origin",
-    "UpstreamError",
-    "UpstreamHandle",
-    "UpstreamPool",
-    "UpstreamResponse",
-]
+__all__ = ["Deadlines", "Origin", "UpstreamExchange", "UpstreamPool"]
 
 type Origin = tuple[str, str, int]
 """Scheme, host, port: from the configuration only."""
 
 _READ = 65536
-
-
-class UpstreamError(Exception):
-    """The upstream failed, was unreachable, or too slow: the upstream's fault, not the client's."""
-
-    def __init__(self, message: str, *, timed_out: bool = False, unreached: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-        self.unreached = unreached
+_SENT, _BODY, _READ_ALL, _WHOLE = State.SENT, State.BODY, State.READ, State.WHOLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +76,11 @@ class Deadlines:
 
 
 class _Connection:
-    __slots__ = ("closed", "idle_until", "lock", "stream")
+    __slots__ = ("idle_until", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.idle_until = 0.0
-        self.closed = False
-        """Closed by us (a stop may close it from another task): never pooled again."""
-        self.lock: AbstractContextManager[bool] | None = None
-        """While a client's hang-up may shut it down from another thread: held to close it."""
 
     @property
     def _socket(self) -> trio.socket.SocketType:
@@ -103,89 +92,119 @@ class _Connection:
 
     def still_open(self) -> bool:
         """Not expired, and nothing to read: a readable idle socket is one the upstream closed."""
-        if self.closed or trio.current_time() > self.idle_until:
+        if trio.current_time() > self.idle_until:
             return False
         poller = select.poll()  # select() cannot take a descriptor past 1023
         poller.register(self._socket.fileno(), select.POLLIN)
         return not poller.poll(0)
 
-    def close_now(self) -> None:
-        """Close the socket from any task, without waiting: a task blocked on it wakes."""
-        # Under the hang-up's lock, if armed: the descriptor's number is not
-        # reused while the watcher's thread may shut it down.
-        with self.lock or contextlib.nullcontext():
-            self.closed = True
-            self._socket.close()
+    def close(self) -> None:
+        """At once, with no TLS close_notify to wait on; a task blocked on it wakes.
+        A second close costs nothing."""
+        self._socket.close()
 
     def shut_down(self) -> None:
-        """From the hang-up watcher's thread, under ``lock``: the upstream sees the
-        client go at once; the loop closes the socket when it gets there."""
-        if not self.closed:
+        """From any thread: the upstream sees its client go at once (a FIN), and the
+        loop's task blocked on the socket wakes; the loop closes it later."""
+        sock = self._socket
+        if sock.fileno() >= 0:
+            # Not connected yet, or reset already: nothing left to tell.
             with contextlib.suppress(OSError):
-                self._socket.shutdown(socket.SHUT_RDWR)
-
-    async def close(self) -> None:
-        # At once, with no TLS close_notify to wait on; a second close (the
-        # stop closed it already) costs nothing.
-        if not self.closed:
-            self.close_now()
-        await trio.lowlevel.checkpoint()
+                sock.shutdown(socket.SHUT_RDWR)
 
 
-class UpstreamResponse:
-    """Status, headers and a body read chunk by chunk within the exchange's moving deadline."""
+class UpstreamExchange(ExchangeState):
+    """One request to an upstream and its response: status, headers and a body read
+    chunk by chunk within the exchange's moving deadline.
+
+    Made by :meth:`UpstreamPool.exchange` before any I/O, so whoever must stop it
+    holds it from the start; entered with :meth:`open`.
+    """
 
     __slots__ = (
         "_chunked",
         "_conn",
+        "_cut_in_read",
+        "_deadlines",
+        "_head_request",
         "_left",
+        "_on_sent",
+        "_origin",
         "_pending",
-        "_read_all",
+        "_pool",
+        "_request",
         "_scope",
         "_slack_s",
         "declared",
         "framing",
         "headers",
-        "idle_s",
-        "keep_alive",
-        "receiving",
         "status",
-        "whole",
     )
 
     def __init__(
         self,
-        conn: _Connection,
-        head: Head,
-        leftover: bytes,
-        scope: trio.CancelScope,
-        idle_s: float,
+        pool: "UpstreamPool",
+        origin: Origin,
+        request: bytes,
+        head_request: bool,
+        deadlines: Deadlines,
+        on_sent: Callable[[], None] | None,
     ) -> None:
-        self._conn = conn
-        self._scope = scope
-        self.status = head.status
-        self.headers = head.headers
-        """Names in lower case."""
-        self.framing = head.framing
-        self.declared = head.declared
-        """The upstream's ``Content-Length``, while it still describes the body as read."""
-        self.keep_alive = head.keep_alive
-        """The upstream keeps the connection, and sent nothing after the body."""
-        self.idle_s = idle_s
+        super().__init__()
+        self._pool = pool
+        self._origin = origin
+        self._request = request
+        """The request's bytes, head and body."""
+        self._head_request = head_request
+        self._deadlines = deadlines
+        self._on_sent = on_sent
+        self._conn: _Connection | None = None
+        """The connection in use; set and cleared under the state's lock."""
+        self._scope = trio.CancelScope()
         # How early the idle timeout may fire: a second, or a tenth of a short one.
-        self._slack_s = min(1.0, idle_s / 10)
-        self.receiving = False
-        """Waiting on the upstream (else the relay is busy with its client)."""
-        self._chunked = ChunkedBody() if head.framing is Framing.CHUNKED else None
-        self._left = head.length
+        self._slack_s = min(1.0, deadlines.idle_s / 10)
+        self._cut_in_read = False
+        """A cancel came out of the upstream read: at a timeout, the upstream was silent."""
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        """Names in lower case."""
+        self.framing = Framing.NONE
+        self.declared: int | None = None
+        """The upstream's ``Content-Length``, while it still describes the body as read."""
+        self._chunked: ChunkedBody | None = None
+        self._left = 0
         """With a length (no body is a length of 0): body bytes still to come."""
-        self._read_all = (
-            head.framing is not Framing.CLOSE and self._chunked is None and not self._left
-        )
-        """The body's last byte was read."""
-        self.whole = self._read_all
-        """The body was handed out to its end."""
-        self._pending = self._take(leftover) if leftover else b""
+        self._pending = b""
+
+    def abort(self) -> None:
+        """Stop the exchange now, from any thread: its socket is shut down (the
+        upstream sees it go), it is never pooled, and whatever fails next in it is
+        :class:`~.errors.Aborted`. Nothing once the exchange is over."""
+        self.abort_with(self._shut_down)
+
+    def _shut_down(self) -> None:
+        if self._conn is not None:
+            self._conn.shut_down()
+
+    @asynccontextmanager
+    async def open(self) -> AsyncIterator["UpstreamExchange"]:
+        """The response's head is in when this enters; leaving it returns the
+        connection to the pool if the body was read whole, else closes it."""
+        failed_in = State.BODY  # where a passed deadline found the exchange
+        with trio.CancelScope(deadline=trio.current_time() + self._deadlines.connect_s) as scope:
+            self._scope = scope
+            try:
+                await self._begin()
+            except BaseException:
+                failed_in = self.state
+                self.end(self._close)
+                raise
+            try:
+                yield self
+            finally:
+                await self._release()
+        if scope.cancelled_caught:
+            raise self._late(failed_in) from None
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for n, v in self.headers if n == name), None)
@@ -193,36 +212,21 @@ class UpstreamResponse:
     async def next_chunk(self) -> bytes | None:
         """The next body bytes, or None once the body is whole."""
         while not self._pending:
-            if self._read_all:
-                self.whole = True
+            if self.state is _READ_ALL:
+                self.to(_WHOLE)
                 return None
             data = await self._receive()
             if not data:
+                if self.state is State.SHUT_DOWN:  # our own shut-down, read as an end
+                    raise Aborted("the exchange was aborted by a stop")
                 if self.framing is not Framing.CLOSE:
-                    raise UpstreamError("upstream closed mid-answer")
+                    raise UpstreamBroken("upstream closed mid-answer")
                 self.keep_alive = False
-                self._read_all = True
+                self.to(_READ_ALL)
             else:
                 self._pending = self._take(data)
         chunk, self._pending = self._pending, b""
         return chunk
-
-    def _take(self, data: bytes) -> bytes:
-        """The body bytes in what was read; bytes past the body's end forbid reuse."""
-        if self._chunked is not None:
-            try:
-                data = self._chunked.feed(data)
-            except ChunkError as exc:
-                raise UpstreamError(f"upstream answer broken: {exc}") from exc
-            self._read_all = self._chunked.done
-            self.keep_alive = self.keep_alive and not self._chunked.extra
-        elif self.framing is not Framing.CLOSE:
-            if len(data) > self._left:
-                self.keep_alive = False
-                data = data[: self._left]
-            self._left -= len(data)
-            self._read_all = not self._left
-        return data
 
     async def read(self, limit: int) -> bytes:
         """The body, or its first ``limit`` bytes: the rest is then left unread
@@ -234,20 +238,143 @@ class UpstreamResponse:
             size += len(chunk)
         return b"".join(chunks)[:limit]
 
+    def _take(self, data: bytes) -> bytes:
+        """The body bytes in what was read; bytes past the body's end forbid reuse."""
+        if self._chunked is not None:
+            try:
+                data = self._chunked.feed(data)
+            except ChunkError as exc:
+                raise wire_error(exc, "upstream answer broken", UpstreamBroken, False) from exc
+            if self._chunked.done:
+                self.keep_alive = self.keep_alive and not self._chunked.extra
+                self.to(_READ_ALL)
+        elif self.framing is not Framing.CLOSE:
+            if len(data) < self._left:
+                self._left -= len(data)
+                return data
+            if len(data) > self._left:  # past the body's end (or any byte after none)
+                self.keep_alive = False
+                data = data[: self._left]
+            self._left = 0
+            if self.state is _BODY:
+                self.to(_READ_ALL)
+        return data
+
     async def _receive(self) -> bytes:
         # The idle deadline moves at most once a second: setting a deadline
         # costs more than reading one, and a stream sends many chunks a second.
-        due = trio.current_time() + self.idle_s
+        due = trio.current_time() + self._deadlines.idle_s
         scope = self._scope
         if not due - self._slack_s <= scope.deadline <= due:
             scope.deadline = due
-        self.receiving = True
+        assert self._conn is not None
         try:
             data = await self._conn.stream.receive_some(_READ)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise UpstreamError(f"upstream connection broken: {exc}") from exc
-        self.receiving = False
+        except WIRE_ERRORS as exc:
+            raise wire_error(
+                exc, "upstream connection broken", UpstreamBroken, self.aborted
+            ) from exc
+        except trio.Cancelled:
+            self._cut_in_read = True
+            raise
         return bytes(data)
+
+    async def _begin(self) -> None:
+        """A connection (an idle one, else a new one), the request sent, the head read."""
+        pool = self._pool
+        conn = pool._take_idle(self._origin)
+        reused = conn is not None
+        while True:
+            if conn is None:
+                conn = await pool._open(self._origin)
+            if not self.attach(functools.partial(setattr, self, "_conn", conn), conn.close):
+                raise Aborted("the exchange was aborted by a stop")
+            try:
+                return await self._send_and_read_head(conn)
+            except _Stale as exc:
+                if not reused:
+                    message = f"upstream closed the connection without answering: {exc}"
+                    raise UpstreamBroken(message) from exc
+                # closed by the upstream as it was reused: once more, on a new one
+                if not self.retry(self._close):
+                    raise Aborted("the exchange was aborted by a stop") from exc
+            conn, reused = None, False
+
+    async def _send_and_read_head(self, conn: _Connection) -> None:
+        self._scope.deadline = trio.current_time() + self._deadlines.headers_s
+        try:
+            await conn.stream.send_all(self._request)
+        except WIRE_ERRORS as exc:
+            if self.aborted:
+                raise wire_error(exc, "", UpstreamBroken, True) from exc
+            raise _Stale(str(exc)) from exc
+        if not self.to(_SENT):
+            raise Aborted("the exchange was aborted by a stop")
+        if self._on_sent is not None:
+            self._on_sent()
+        reader = HeadReader(self._head_request)
+        answered = False
+        while True:
+            try:
+                read = await conn.stream.receive_some(_READ)
+            except WIRE_ERRORS as exc:
+                if answered or self.aborted:
+                    raise wire_error(exc, "", UpstreamBroken, self.aborted) from exc
+                raise _Stale(str(exc)) from exc
+            if not read:
+                if self.aborted:
+                    raise Aborted("the exchange was aborted by a stop")
+                if not answered:
+                    raise _Stale("closed before answering")
+                raise UpstreamBroken("upstream closed the connection without answering")
+            answered = True
+            try:
+                parsed = reader.feed(read)
+            except ProtocolError as exc:
+                what = "upstream answered something that is not HTTP"
+                raise wire_error(exc, what, UpstreamBroken, self.aborted) from exc
+            if parsed is not None:
+                return self._headed(*parsed)
+
+    def _headed(self, head: Head, leftover: bytes) -> None:
+        self.status = head.status
+        self.headers = head.headers
+        self.framing = head.framing
+        self.declared = head.declared
+        self.keep_alive = head.keep_alive
+        self._left = head.length
+        if head.framing is Framing.CHUNKED:
+            self._chunked = ChunkedBody()
+        if head.framing is Framing.NONE or (head.framing is Framing.LENGTH and not self._left):
+            self.to(_READ_ALL)  # no body: read to its end already
+        else:
+            self.to(_BODY)
+        self._pending = self._take(leftover) if leftover else b""
+
+    def _close(self) -> None:
+        """Under the state's lock: the connection closed and let go."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _release(self) -> None:
+        conn = self._conn
+        if self.end(self._close):
+            assert conn is not None
+            self._pool._pool(self._origin, conn)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _late(self, state: State) -> UpstreamError:
+        """The error for a passed deadline, from where the exchange was."""
+        deadlines = self._deadlines
+        if state is State.CONNECTING:
+            return ConnectTimeout(f"connecting to the upstream took over {deadlines.connect_s:g} s")
+        if state is State.SENT:
+            return HeadersTimeout(f"no response headers within {deadlines.headers_s:g} s")
+        if not self._cut_in_read:
+            return IdleTimeout(f"the client took no answer bytes for {deadlines.idle_s:g} s")
+        return IdleTimeout(f"upstream silent for {deadlines.idle_s:g} s mid-answer")
 
 
 class UpstreamPool:
@@ -271,8 +398,7 @@ class UpstreamPool:
     def idle_connections(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
 
-    @asynccontextmanager
-    async def request(
+    def exchange(
         self,
         origin: Origin,
         method: bytes,
@@ -281,55 +407,28 @@ class UpstreamPool:
         body: bytes,
         deadlines: Deadlines,
         on_sent: Callable[[], None] | None = None,
-        handle: "UpstreamHandle | None" = None,
-    ) -> AsyncIterator[UpstreamResponse]:
-        """One exchange: the response's head is in when this enters; leaving it
-        returns the connection to the pool if the body was read whole, else closes it.
-        ``handle`` lets another task close the connection meanwhile."""
+    ) -> UpstreamExchange:
+        """One exchange, not begun: :meth:`UpstreamExchange.abort` works from now on.
+
+        Raises :class:`~.errors.Unsendable` if the request cannot be written."""
         try:
             head = request_head(method, target, _framed(origin, headers, method, body))
         except ProtocolError as exc:
-            raise UpstreamError(str(exc), unreached=True) from exc
-        exchange = _Exchange(head + body, method == b"HEAD", deadlines, on_sent, handle)
-        with trio.CancelScope(deadline=trio.current_time() + deadlines.connect_s) as scope:
-            try:
-                response = await self._exchange(origin, exchange, scope)
-            except BaseException:
-                exchange.handle.detach()  # every attach is undone: no action outlives its exchange
-                raise
-            try:
-                yield response
-            finally:
-                exchange.handle.detach()
-                await self._release(origin, response)
-        if scope.cancelled_caught:
-            if exchange.answered and not response.receiving:
-                late = f"the client took no answer bytes for {deadlines.idle_s:g} s"
-            else:
-                late = exchange.late()
-            raise UpstreamError(late, timed_out=True, unreached=not exchange.sent)
+            raise wire_error(exc, "", Unsendable, False) from exc
+        return UpstreamExchange(self, origin, head + body, method == b"HEAD", deadlines, on_sent)
 
-    async def _exchange(
-        self, origin: Origin, exchange: "_Exchange", scope: trio.CancelScope
-    ) -> UpstreamResponse:
-        conn = self._take_idle(origin)
-        reused = conn is not None
-        while True:
-            if conn is None:
-                conn = await self._open(origin)
-            try:
-                return await exchange.run(conn, scope)
-            except _Stale as exc:
-                if exchange.handle.client_left:  # never sent again for a client that left
-                    raise UpstreamError("the client left") from exc
-                if not reused:
-                    message = f"upstream closed the connection without answering: {exc}"
-                    raise UpstreamError(message) from exc
-                # closed by the upstream as it was reused: once more, on a new one
-            finally:
-                if not exchange.answered:
-                    await conn.close()
-            conn, reused = None, False
+    def request(
+        self,
+        origin: Origin,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        deadlines: Deadlines,
+        on_sent: Callable[[], None] | None = None,
+    ) -> AbstractAsyncContextManager[UpstreamExchange]:
+        """An exchange nobody else stops: ``exchange(...).open()``."""
+        return self.exchange(origin, method, target, headers, body, deadlines, on_sent).open()
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -337,15 +436,19 @@ class UpstreamPool:
             conn = idle.pop()
             if conn.still_open():
                 return conn
-            conn.close_now()
+            conn.close()
         return None
+
+    def _pool(self, origin: Origin, conn: _Connection) -> None:
+        conn.idle_until = trio.current_time() + self._keepalive_expiry_s
+        self._idle.setdefault(origin, []).append(conn)
 
     async def _open(self, origin: Origin) -> _Connection:
         scheme, host, port = origin
         try:
             stream: trio.abc.Stream = await _connect(host, port)
         except OSError as exc:
-            raise UpstreamError(f"cannot connect to {host}:{port}: {exc}", unreached=True) from exc
+            raise wire_error(exc, f"cannot connect to {host}:{port}", Unreachable, False) from exc
         if scheme == "https":
             context = self._ssl_contexts.get(origin, self._ssl_context)
             stream = trio.SSLStream(stream, context, server_hostname=host)
@@ -353,143 +456,22 @@ class UpstreamPool:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 await trio.aclose_forcefully(stream)
-                cause = exc.__cause__ or exc
-                raise UpstreamError(
-                    f"TLS with {host}:{port} failed: {cause}", unreached=True
-                ) from exc
+                raise wire_error(exc, f"TLS with {host}:{port} failed", Unreachable, False) from exc
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
         return _Connection(stream)
 
-    async def _release(self, origin: Origin, response: UpstreamResponse) -> None:
-        conn = response._conn
-        if response.whole and response.keep_alive and not conn.closed:
-            conn.idle_until = trio.current_time() + self._keepalive_expiry_s
-            self._idle.setdefault(origin, []).append(conn)
-        else:
-            await conn.close()
-
     async def aclose(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
-                await conn.close()
+                conn.close()
         self._idle.clear()
-
-
-class _Exchange:
-    """One request's way through the upstream: what was sent, what came back."""
-
-    __slots__ = ("answered", "deadlines", "handle", "head_request", "on_sent", "request", "sent")
-
-    def __init__(
-        self,
-        request: bytes,
-        head_request: bool,
-        deadlines: Deadlines,
-        on_sent: Callable[[], None] | None,
-        handle: "UpstreamHandle | None",
-    ) -> None:
-        self.request = request
-        """The request's bytes, head and body."""
-        self.head_request = head_request
-        self.deadlines = deadlines
-        self.on_sent = on_sent
-        self.sent = False
-        self.answered = False
-        self.handle = handle or UpstreamHandle()
-
-    async def run(self, conn: _Connection, scope: trio.CancelScope) -> UpstreamResponse:
-        self.handle.attach(conn)
-        scope.deadline = trio.current_time() + self.deadlines.headers_s
-        try:
-            await conn.stream.send_all(self.request)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _Stale(str(exc)) from exc
-        self.sent = True
-        if self.on_sent is not None:
-            self.on_sent()
-        response = await _read_head(conn, scope, self.deadlines.idle_s, self.head_request)
-        self.answered = True
-        return response
-
-    def late(self) -> str:
-        if not self.sent:
-            return f"connecting to the upstream took over {self.deadlines.connect_s:g} s"
-        if not self.answered:
-            return f"no response headers within {self.deadlines.headers_s:g} s"
-        return f"upstream silent for {self.deadlines.idle_s:g} s mid-answer"
-
-
-class UpstreamHandle:
-    """The connection an exchange is using, for a task that must close it at once.
-
-    A client's stop closes the upstream socket from the watcher's own step,
-    before the relay task is even scheduled to unwind: in a storm of stops
-    that saves a turn of the scheduler per stop, and the model server sees
-    its client leave that much sooner. The relay, blocked on that socket,
-    then wakes with an error and is cancelled at its next checkpoint.
-    """
-
-    __slots__ = ("conn", "hangup")
-
-    def __init__(self, hangup: Hangup | None = None) -> None:
-        self.conn: _Connection | None = None
-        self.hangup = hangup
-        """The client connection's hang-up (HTTP/1.1): it shuts the upstream
-        socket down from its own thread, before the loop's turn comes."""
-
-    @property
-    def client_left(self) -> bool:
-        """The client hung up while the exchange ran: what failed next is the stop's doing."""
-        return self.hangup is not None and self.hangup.fired
-
-    def attach(self, conn: _Connection) -> None:
-        self.conn = conn
-        if self.hangup is not None:
-            conn.lock = self.hangup.lock
-            self.hangup.arm(conn.shut_down)
-
-    def detach(self) -> None:
-        conn, self.conn = self.conn, None
-        if self.hangup is not None:
-            self.hangup.disarm()  # from here on, its action never runs
-            if conn is not None:
-                conn.lock = None
-                if self.hangup.fired:
-                    conn.close_now()  # shut down already: closed, never pooled
-
-    def close_now(self) -> None:
-        if self.conn is not None:
-            self.conn.close_now()
+        await trio.lowlevel.checkpoint()
 
 
 class _Stale(Exception):
     """A reused connection failed before any byte of its response came."""
-
-
-async def _read_head(
-    conn: _Connection, scope: trio.CancelScope, idle_s: float, head_request: bool
-) -> UpstreamResponse:
-    reader = HeadReader(head_request)
-    answered = False
-    while True:
-        try:
-            read = await conn.stream.receive_some(_READ)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise (UpstreamError if answered else _Stale)(str(exc)) from exc
-        if not read:
-            if not answered:
-                raise _Stale("closed before answering")
-            raise UpstreamError("upstream closed the connection without answering")
-        answered = True
-        try:
-            parsed = reader.feed(read)
-        except ProtocolError as exc:
-            raise UpstreamError(f"upstream answered something that is not HTTP: {exc}") from exc
-        if parsed is not None:
-            head, leftover = parsed
-            return UpstreamResponse(conn, head, leftover, scope, idle_s)
 
 
 async def _connect(host: str, port: int) -> trio.SocketStream:
