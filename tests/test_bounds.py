@@ -25,7 +25,7 @@ from trioproxy.proxy.core import bounded
 from trioproxy.proxy.core.bounded import CUT, MODEL_MAX, OneLineFormatter, kept
 from trioproxy.proxy.core.record import RequestRecord
 from trioproxy.proxy.gateway.config import ClientKey, ProxyConfig
-from trioproxy.proxy.gateway.routing import Upstream
+from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.sim import SimUpstream
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}

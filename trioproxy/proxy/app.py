@@ -13,9 +13,11 @@ never applies to them, and their answers forbid framing, sniffing and
 referrers, and let the admin page load only its own files.
 """
 
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import certifi
 import trio
 from hypercorn.config import Config
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,14 +33,14 @@ from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.core.bounded import REQUEST_ID_MAX, kept
 from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.core.requests import Requests
-from trioproxy.proxy.gateway.balance import Balancer
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
-from trioproxy.proxy.relay.race import Relay, open_upstream_pool
+from trioproxy.proxy.relay.race import Relay
+from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import UpstreamPool
 from trioproxy.server import serve_app
 
-__all__ = ["CONTROL_HEADERS", "build_app", "serve_proxy"]
+__all__ = ["CONTROL_HEADERS", "build_app", "open_upstream_pool", "serve_proxy"]
 
 CONTROL_HEADERS = (
     (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
@@ -184,6 +186,17 @@ def _with_headers(app: ASGIApp, extra: tuple[tuple[bytes, bytes], ...]) -> ASGIA
         await app(scope, receive, send_marked)
 
     return marked
+
+
+def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
+    """The upstream connections, verified against the upstream's own ``ca``, else
+    ``--upstream-ca``, else certifi's CAs."""
+    own = {u.origin: _verifying(u.ca) for u in config.router().upstreams if u.ca}
+    return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
+
+
+def _verifying(cafile: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile or certifi.where())
 
 
 async def serve_proxy(

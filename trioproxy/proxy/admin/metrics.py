@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from trioproxy.proxy.core.bounded import is_count
 from trioproxy.proxy.core.record import Outcome, RequestRecord
-from trioproxy.proxy.relay.usage import is_count
 
 __all__ = ["MULTIPROC_DIR", "Metrics"]
 

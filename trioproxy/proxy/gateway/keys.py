@@ -9,7 +9,7 @@ still running upstream, which is what happens behind a proxy that does not
 propagate stops.
 
 The limits hold for the whole server: with several workers, the counts live
-in a :class:`~trioproxy.proxy.gateway.tally.Tally` every worker reads, and a check-then-take
+in a :class:`~trioproxy.proxy.core.tally.Tally` every worker reads, and a check-then-take
 is done under its lock. Starts are counted per second, so the 60 s window
 moves in steps of a second.
 """
@@ -18,8 +18,8 @@ import math
 import time
 from dataclasses import dataclass
 
+from trioproxy.proxy.core.tally import Tally
 from trioproxy.proxy.gateway.config import ClientKey
-from trioproxy.proxy.gateway.tally import Tally
 
 __all__ = ["BUSY_S", "Busy", "Grant", "KeyLimiter", "Limited", "Slot"]
 

@@ -18,16 +18,16 @@ import trio
 
 from trioproxy.asgi import Send, send_json
 from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
-from trioproxy.proxy.gateway.balance import Balancer
-from trioproxy.proxy.gateway.routing import Router, Upstream
 from trioproxy.proxy.relay.answers import answer_failure, refused_after_early_headers
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.models import MAX_LIST_BYTES, OddModelList, listed_models, merged_list
 from trioproxy.proxy.relay.sse import EventCounter
 from trioproxy.proxy.relay.usage import UsageTap
+from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.errors import ExchangeError, Unreachable, UpstreamError
 from trioproxy.proxy.upstream.headers import Headers, request_headers, response_headers
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamExchange, UpstreamPool
+from trioproxy.proxy.upstream.routing import Router, Upstream
 
 __all__ = ["Forwarder", "UpstreamRequest"]
 
@@ -43,7 +43,7 @@ class UpstreamRequest:
 
     method: bytes
     tail: bytes
-    """The client's path after ``/v1``, checked by ``gateway.paths.client_tail``."""
+    """The client's path after ``/v1``, checked by ``relay.paths.client_tail``."""
     query: bytes
     headers: Headers
     """As the client sent them; each upstream gets its own filtered copy."""

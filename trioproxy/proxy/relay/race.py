@@ -11,10 +11,9 @@ Nothing polls.
 
 import json
 import re
-import ssl
 import time
+from typing import Protocol
 
-import certifi
 import trio
 
 from trioproxy.asgi import (
@@ -30,16 +29,15 @@ from trioproxy.proxy.core.bounded import METHOD_MAX, MODEL_MAX, RELAYED_METHODS,
 from trioproxy.proxy.core.errors import error_body, send_json_error
 from trioproxy.proxy.core.record import Outcome, RequestRecord
 from trioproxy.proxy.core.requests import record_of
-from trioproxy.proxy.gateway.balance import Balancer
-from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
-from trioproxy.proxy.gateway.routing import Upstream
 from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
 from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
 from trioproxy.proxy.relay.heartbeat import Heartbeat
+from trioproxy.proxy.relay.paths import client_query_ok, client_tail
+from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
+from trioproxy.proxy.upstream.routing import Router, Upstream
 
-__all__ = ["Relay", "open_upstream_pool"]
+__all__ = ["Relay", "RelaySettings"]
 
 
 # "model": "..." in a JSON body. A quote inside a JSON string is escaped, so
@@ -58,21 +56,33 @@ class _BodyTooLarge(Exception):
     """The request body passed ``ProxyConfig.max_body_bytes``."""
 
 
-def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
-    """The upstream connections, verified against the upstream's own ``ca``, else
-    ``--upstream-ca``, else certifi's CAs."""
-    own = {u.origin: _verifying(u.ca) for u in config.router().upstreams if u.ca}
-    return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
+class RelaySettings(Protocol):
+    """What the relay reads of the proxy's settings (``gateway.config.ProxyConfig``)."""
 
-
-def _verifying(cafile: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile or certifi.where())
+    @property
+    def body_timeout_s(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def headers_timeout_s(self) -> float: ...
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def heartbeat_s(self) -> float: ...
+    @property
+    def early_headers(self) -> bool: ...
+    @property
+    def admin_key(self) -> str | None: ...
+    def router(self) -> Router: ...
+    def keys(self) -> tuple[object, ...]: ...
 
 
 class Relay:
     """The raw ASGI handler for every route under ``/v1/``."""
 
-    def __init__(self, config: ProxyConfig, pool: UpstreamPool, balancer: Balancer) -> None:
+    def __init__(self, config: RelaySettings, pool: UpstreamPool, balancer: Balancer) -> None:
         self._config = config
         self._body_timeout_s = config.body_timeout_s
         self._router = config.router()
