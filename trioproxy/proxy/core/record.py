@@ -53,6 +53,10 @@ class RequestRecord:
         "usage",
     )
 
+    # Invariant: ``outcome`` is set once, by ``end``, and never changes after.
+    # Invariant: one record per request, opened and closed by core.requests
+    # (which writes its one access line); nothing else logs a request.
+
     def __init__(self, method: str, path: str) -> None:
         self.request_id = next(_ids)
         self.method = kept(method, METHOD_MAX)
