@@ -131,9 +131,12 @@ def build_app(
     configured = {m for u in config.router().upstreams for m in u.models}
     metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
     inflight = Inflight()
-    requests = Requests()  # every request's one record: the metrics and the listing watch them
-    requests.subscribe(metrics.started, metrics.finished)
-    requests.subscribe(inflight.add, inflight.remove)
+    # Every request's one record: the metrics count them all; the admin's list
+    # shows the API's (a browser's /favicon.ico is counted, not listed).
+    api_requests, other_requests = Requests(), Requests()
+    for requests in (api_requests, other_requests):
+        requests.subscribe(metrics.started, metrics.finished)
+    api_requests.subscribe(inflight.add, inflight.remove)
     cluster = Cluster(inflight, run_dir)
     admin = Admin(cluster, metrics, config.admin_key)
     # With a metrics key, the admin key opens /metrics too; without one, /metrics is
@@ -155,9 +158,9 @@ def build_app(
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    api = requests.recorded(cors(relay))
+    api = api_requests.recorded(cors(relay))
     # Quart's answers outside the API (its JSON 404, 405) are recorded by their status.
-    elsewhere = requests.recorded(cors(control_routes), own_answers=True)
+    elsewhere = other_requests.recorded(cors(control_routes), own_answers=True)
     health = cors(control_routes)
     operators = _with_headers(control_routes, CONTROL_HEADERS)
 
