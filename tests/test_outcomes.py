@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from tests.conftest import AccessLog, start_proxy, start_sim
+from trioproxy.asgi import CLIENT_GONE, CLIENT_HANGUP, give_client_gone, gone_already, hangup_of
 from trioproxy.proxy.core.outcome import Outcome
 from trioproxy.proxy.core.record import RequestRecord
 from trioproxy.proxy.gateway.config import ClientKey, ProxyConfig
@@ -226,3 +227,28 @@ def test_the_key_limiter_says_why_not() -> None:
     assert isinstance(limiter.acquire(rate), Slot)
     limited = limiter.acquire(rate)
     assert isinstance(limited, Limited) and 1 <= limited.retry_after_s <= 60
+
+
+def test_the_hooks_between_proxy_and_server_travel_in_scope_extensions() -> None:
+    """The proxy hands its hook in ``extensions`` (and at the top level, for a server
+    that reads it there), and reads the server's there first."""
+
+    def hook() -> None:
+        pass
+
+    scope: dict[str, object] = {"extensions": {"http.response.trailers": {}}}
+    give_client_gone(scope, hook)
+    assert scope["extensions"] == {"http.response.trailers": {}, CLIENT_GONE: hook}
+    assert scope[CLIENT_GONE] is hook
+    new, old = _Hangup(), _Hangup()
+    assert hangup_of({"extensions": {CLIENT_HANGUP: new}, CLIENT_HANGUP: old}) is new
+    assert hangup_of({"extensions": None, CLIENT_HANGUP: old}) is old
+    assert hangup_of({}) is None
+    queued = [True, False]
+
+    async def receive() -> dict[str, object]:
+        raise AssertionError("never awaited")
+
+    offered = {"extensions": {"trioproxy.gone_already": queued.pop}}
+    assert gone_already(receive, offered) is False and gone_already(receive, offered) is True
+    assert gone_already(receive, {}) is False  # not a trio channel's, and nothing offered

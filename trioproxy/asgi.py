@@ -13,7 +13,6 @@ __all__ = [
     "CLIENT_GONE",
     "CLIENT_HANGUP",
     "GONE_ALREADY",
-    "HANGUP",
     "ASGIApp",
     "Hangup",
     "Message",
@@ -39,14 +38,11 @@ the server's read task calls the moment the client leaves, before it queues
 ``http.disconnect``. It must not raise. (Set at the scope's top level too,
 for a server that still reads it there.)"""
 
-HANGUP = "trioproxy.hangup"
-"""An entry of ``scope["extensions"]`` the server sets in HTTP/1.1 requests: a
-:class:`Hangup`. Once armed, its action runs from a watcher thread the moment
-the client's connection hangs up, without waiting for the event loop."""
-
 CLIENT_HANGUP = "trioproxy.client_hangup"
-"""Where a server of before ``scope["extensions"]`` put the :class:`Hangup`: read
-when the extension is absent."""
+"""An entry of ``scope["extensions"]`` the server sets in HTTP/1.1 requests (a
+server of before extensions put it in the scope itself): a :class:`Hangup`.
+Once armed, its action runs from a watcher thread the moment the client's
+connection hangs up, without waiting for the event loop."""
 
 GONE_ALREADY = "trioproxy.gone_already"
 """An entry of ``scope["extensions"]`` the server may set: a synchronous callable
@@ -55,7 +51,8 @@ blocking, and says whether it took one."""
 
 
 class Hangup(Protocol):
-    """What :data:`HANGUP` holds: ``arm`` and ``disarm`` are called from the loop."""
+    """What :data:`CLIENT_HANGUP` holds: ``arm`` and ``disarm`` are called from the loop.
+    The proxy needs nothing else of it (no lock of its own, no ``fired``)."""
 
     def arm(self, action: Callable[[], None]) -> None:
         """Run ``action`` from the watcher thread if the client hangs up before disarm."""
@@ -78,8 +75,9 @@ def give_client_gone(scope: Scope, hook: Callable[[], None]) -> None:
 
 
 def hangup_of(scope: Scope) -> Hangup | None:
-    """The server's :data:`HANGUP` for this request, if it watches one."""
-    hangup = (scope.get("extensions") or {}).get(HANGUP)
+    """The server's :data:`CLIENT_HANGUP` for this request, if it watches one:
+    from ``scope["extensions"]``, else from the scope itself."""
+    hangup = (scope.get("extensions") or {}).get(CLIENT_HANGUP)
     return hangup if hangup is not None else scope.get(CLIENT_HANGUP)
 
 

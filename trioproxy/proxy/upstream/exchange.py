@@ -40,7 +40,7 @@ class Deadlines:
     """Longest silence before a body chunk."""
 
 
-class Connections(Protocol):
+class _Pool(Protocol):
     """What an exchange takes its connections from, and gives them back to (the pool)."""
 
     def take_idle(self, origin: Origin) -> Connection | None: ...
@@ -79,7 +79,7 @@ class UpstreamExchange(ExchangeState):
 
     def __init__(
         self,
-        pool: Connections,
+        pool: _Pool,
         origin: Origin,
         request: bytes,
         head_request: bool,
@@ -99,7 +99,8 @@ class UpstreamExchange(ExchangeState):
         self._stream: trio.abc.Stream
         """The connection's stream, for the body's reads: set with the connection
         (the body is read only after the head came on it)."""
-        self._scope = trio.CancelScope()
+        self._scope: trio.CancelScope
+        """The exchange's one moving deadline, from :meth:`open`."""
         # How early the idle timeout may fire: a second, or a tenth of a short one.
         self._slack_s = min(1.0, deadlines.idle_s / 10)
         self._cut_in_read = False
