@@ -21,12 +21,11 @@ from tests.test_cli import run_cli
 from trioproxy.conformance import H2Client, RawClient, free_port, request_bytes
 from trioproxy.proxy.admin.cluster import Cluster, socket_path
 from trioproxy.proxy.admin.inflight import LISTED_MAX, LISTING_MAX_BYTES, RECENT_MAX, Inflight
-from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core import bounded
+from trioproxy.proxy.core.bounded import CUT, MODEL_MAX, OneLineFormatter, kept
+from trioproxy.proxy.core.record import RequestRecord
 from trioproxy.proxy.gateway.config import ClientKey, ProxyConfig
-from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.relay import bounded
-from trioproxy.proxy.relay.bounded import CUT, MODEL_MAX, OneLineFormatter, kept
-from trioproxy.proxy.relay.record import RequestRecord
+from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.sim import SimUpstream
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
@@ -97,7 +96,7 @@ async def test_huge_models_are_kept_cut_in_the_log_the_listing_and_the_metrics(
 def test_a_workers_listing_at_its_worst_fits_the_control_socket() -> None:
     """Every kept value at its cap, in the costliest characters JSON has (12 bytes each)."""
     worst = "\U0001f600" * 5000
-    inflight = Inflight(Metrics())
+    inflight = Inflight()
     records = []
     for _ in range(LISTED_MAX + RECENT_MAX + 7):
         rec = RequestRecord(worst, worst)
@@ -132,7 +131,7 @@ async def test_a_worker_whose_listing_cannot_be_read_is_named_not_dropped(
 
     nursery.start_soon(trio.serve_listeners, broken, [trio.SocketListener(sock)])
     with trio.fail_after(10):
-        listing = await Cluster(Inflight(Metrics()), str(tmp_path)).listing()
+        listing = await Cluster(Inflight(), str(tmp_path)).listing()
     assert listing["unanswered"] == ["worker-4242"]
 
 

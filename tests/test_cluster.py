@@ -15,7 +15,6 @@ import trio
 
 from trioproxy.proxy.admin.cluster import Cluster, socket_path
 from trioproxy.proxy.admin.inflight import Inflight
-from trioproxy.proxy.admin.metrics import Metrics
 
 ODD = {
     "nested past the parser's depth": b"[" * 100_000,  # a RecursionError, were it parsed
@@ -58,7 +57,7 @@ async def test_an_odd_question_ends_only_its_exchange(
     caplog: pytest.LogCaptureFixture,
     question: bytes,
 ) -> None:
-    cluster = Cluster(Inflight(Metrics()), str(tmp_path))
+    cluster = Cluster(Inflight(), str(tmp_path))
     await nursery.start(cluster.serve)
     path = socket_path(tmp_path, os.getpid())
     with trio.fail_after(10):
@@ -103,7 +102,7 @@ async def test_a_worker_with_an_odd_answer_is_left_out_of_the_listing(
     await peer.bind(str(socket_path(tmp_path, 1)))
     peer.listen(4)
     nursery.start_soon(trio.serve_listeners, odd_worker, [trio.SocketListener(peer)])
-    cluster = Cluster(Inflight(Metrics()), str(tmp_path))
+    cluster = Cluster(Inflight(), str(tmp_path))
     with trio.fail_after(10):
         listing = await cluster.listing()
         cancelled = await cluster.cancel("1-7")  # worker 1 owns it, and answers oddly

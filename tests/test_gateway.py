@@ -14,9 +14,9 @@ import trio
 from tests.conftest import AccessLog, start_proxy, start_sim
 from trioproxy.conformance import RawClient, StopKind, free_port, request_bytes
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core.record import Outcome, RequestRecord
 from trioproxy.proxy.gateway.config import ClientKey, ProxyConfig
-from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.server import hypercorn_config, serve_app
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render

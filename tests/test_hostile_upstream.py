@@ -13,9 +13,9 @@ from tests.conftest import AccessLog, assert_no_tracebacks, start_proxy, start_s
 from tests.test_bad_input import CHAT, serve_raw
 from trioproxy.conformance import H2Client, RawClient, request_bytes
 from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.routing import Upstream
 from trioproxy.proxy.relay.usage import UsageTap
 from trioproxy.proxy.upstream.http11 import MAX_HEADS
+from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.sim import SimUpstream
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

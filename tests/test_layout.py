@@ -89,3 +89,91 @@ def test_benchmarks_and_the_demo_use_the_checker_and_the_simulator_by_public_nam
         if any(name.startswith(f"{p}.") for p in public)
     ]
     assert inner == []
+
+
+# Inside the proxy, each package imports only the ones below it (the order a
+# request meets them, read bottom-up); admin only observes records, and nothing
+# below the top imports it. The top (app, workers) puts them together.
+_P = "trioproxy.proxy."
+LAYERS: dict[str, tuple[str, ...]] = {
+    _P + "core": (),
+    _P + "upstream": ("core",),
+    _P + "relay": ("core", "upstream"),
+    _P + "gateway": ("core", "upstream", "relay"),
+    _P + "admin": ("core", "gateway"),
+}
+TOP = {_P + "app", _P + "workers"}
+
+
+def _package(module: str) -> str | None:
+    """The proxy's package a module is in (``trioproxy.proxy.relay``), the top's own
+    module name, or None outside the proxy (and for the proxy's ``__init__``)."""
+    if not module.startswith(_P):
+        return None
+    return _P + module.removeprefix(_P).split(".")[0]
+
+
+def _proxy_edges() -> set[tuple[str, str, str]]:
+    """(importing module, its package, imported package) inside the proxy."""
+    edges = set()
+    for path in sorted((PACKAGE / "proxy").rglob("*.py")):
+        module = _module(path)
+        package = _package(module)
+        if package is None:
+            continue
+        for name in _imports(path):
+            imported = _package(name)
+            if imported is not None and imported != package:
+                edges.add((module, package, imported))
+    return edges
+
+
+def _layer_allows(package: str, imported: str) -> bool:
+    if package in TOP:
+        return True
+    return imported.removeprefix(_P) in LAYERS.get(package, ())
+
+
+def test_every_proxy_package_has_a_layer() -> None:
+    found = {_package(_module(p)) for p in (PACKAGE / "proxy").rglob("*.py")} - {None}
+    assert found == set(LAYERS) | TOP
+
+
+def test_inside_the_proxy_each_layer_imports_only_the_layers_below_it() -> None:
+    broken = [
+        f"{module} imports {imported}"
+        for module, package, imported in sorted(_proxy_edges())
+        if not _layer_allows(package, imported)
+    ]
+    assert broken == []
+
+
+def test_the_proxy_has_no_package_cycles() -> None:
+    graph: dict[str, set[str]] = {}
+    for _, package, imported in _proxy_edges():
+        graph.setdefault(package, set()).add(imported)
+    done: set[str] = set()
+
+    def cycle_from(node: str, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        if node in path:
+            return (*path[path.index(node) :], node)
+        if node in done:
+            return None
+        for nxt in sorted(graph.get(node, ())):
+            if found := cycle_from(nxt, (*path, node)):
+                return found
+        done.add(node)
+        return None
+
+    cycles = [c for p in sorted(graph) if (c := cycle_from(p, ()))]
+    assert cycles == []
+
+
+def test_the_layer_rule_is_not_vacuous() -> None:
+    """The relay reaching up into the gateway, the upstream client into the relay,
+    or the core into anything would be caught; admin is below nothing but the top."""
+    assert not _layer_allows(_P + "relay", _P + "gateway")
+    assert not _layer_allows(_P + "upstream", _P + "relay")
+    assert not _layer_allows(_P + "core", _P + "upstream")
+    assert not any(_layer_allows(p, _P + "admin") for p in LAYERS)
+    assert (_P + "relay.forward", _P + "relay", _P + "upstream") in _proxy_edges()

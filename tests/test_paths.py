@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from tests.conftest import start_proxy
 from trioproxy.conformance import RawClient
 from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
-from trioproxy.proxy.gateway.routing import Upstream
+from trioproxy.proxy.relay.paths import client_query_ok, client_tail
+from trioproxy.proxy.upstream.routing import Upstream
 
 BASES = ["", "/", "/v1", "/v1/", "/tenant/a/v1", "/a%2Fb/v1"]
 # Bytes that take part in every trick: separators, dots, escapes, userinfo, ports.

@@ -6,9 +6,9 @@ import sys
 
 import trio
 
+from trioproxy.asgi import gone_already
+from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.relay.errors import error_body
-from trioproxy.proxy.relay.race import gone_already
 from trioproxy.proxy.relay.sse import EventCounter, error_event
 from trioproxy.proxy.upstream.headers import request_headers, response_headers
 from trioproxy.server.guards.connection import AcceptErrorFilter

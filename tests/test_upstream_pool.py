@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from tests.conftest import start_sim
-from trioproxy.proxy.upstream.pool import Deadlines, UpstreamError, UpstreamHandle, UpstreamPool
+from trioproxy.proxy.upstream.errors import UpstreamError
+from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
 from trioproxy.sim import SimUpstream
 
 BODY = json.dumps({"model": "m", "stream": True, "messages": []}).encode()
@@ -79,18 +80,18 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
 async def test_a_connection_closed_by_a_stop_after_a_whole_answer_is_not_pooled(
     nursery: trio.Nursery,
 ) -> None:
-    """A client's stop closes the upstream socket from the watcher's step
-    (UpstreamHandle.close_now), possibly after the answer was read whole but
+    """A client's stop aborts the upstream exchange from the watcher's step
+    (UpstreamExchange.abort), possibly after the answer was read whole but
     before the exchange ended: that connection must not go back to the pool."""
     sim = SimUpstream()
     origin = origin_of(await start_sim(nursery, sim))
     pool = UpstreamPool(ssl.create_default_context())
-    handle = UpstreamHandle()
     target = b"/v1/chat/completions"
     with trio.fail_after(10):
-        async with pool.request(origin, b"POST", target, [], BODY, DEADLINES, None, handle) as r:
+        exchange = pool.exchange(origin, b"POST", target, [], BODY, DEADLINES)
+        async with exchange.open() as r:
             assert (await r.read(1 << 20)).endswith(b"data: [DONE]\n\n")
-            handle.close_now()
+            exchange.abort()
         assert pool.idle_connections() == 0
         async with pool.request(origin, b"POST", target, [], BODY, DEADLINES) as again:
             assert (await again.read(1 << 20)).endswith(b"data: [DONE]\n\n")

@@ -14,9 +14,9 @@ import trio
 
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
+from trioproxy.proxy.core.bounded import OneLineFormatter
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
-from trioproxy.proxy.relay.bounded import OneLineFormatter
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
 from trioproxy.server import hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim

@@ -13,9 +13,11 @@ never applies to them, and their answers forbid framing, sniffing and
 referrers, and let the admin page load only its own files.
 """
 
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import certifi
 import trio
 from hypercorn.config import Config
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -28,15 +30,17 @@ from trioproxy.proxy.admin.cluster import Cluster
 from trioproxy.proxy.admin.control import ASSETS, Admin
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core.bounded import REQUEST_ID_MAX, kept
+from trioproxy.proxy.core.errors import error_body
+from trioproxy.proxy.core.requests import Requests
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
-from trioproxy.proxy.relay.bounded import REQUEST_ID_MAX, kept
-from trioproxy.proxy.relay.errors import error_body
-from trioproxy.proxy.relay.race import Relay, open_upstream_pool
+from trioproxy.proxy.relay.race import Relay
+from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import UpstreamPool
 from trioproxy.server import serve_app
 
-__all__ = ["CONTROL_HEADERS", "build_app", "serve_proxy"]
+__all__ = ["CONTROL_HEADERS", "build_app", "open_upstream_pool", "serve_proxy"]
 
 CONTROL_HEADERS = (
     (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
@@ -126,33 +130,51 @@ def build_app(
     """The app, and the cluster that answers the other workers (``run_dir``: see cluster)."""
     configured = {m for u in config.router().upstreams for m in u.models}
     metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
-    inflight = Inflight(metrics)
+    inflight = Inflight()
+    # Every request's one record: the metrics count them all; the admin's list
+    # shows the API's (a browser's /favicon.ico is counted, not listed).
+    api_requests, other_requests = Requests(), Requests()
+    for requests in (api_requests, other_requests):
+        requests.subscribe(metrics.started, metrics.finished)
+    api_requests.subscribe(inflight.add, inflight.remove)
     cluster = Cluster(inflight, run_dir)
     admin = Admin(cluster, metrics, config.admin_key)
     # With a metrics key, the admin key opens /metrics too; without one, /metrics is
     # open (Prometheus's way), even with an admin key: a scraper set up before keeps working.
     metrics_keys = {config.metrics_key, config.admin_key} if config.metrics_key else set()
     control = _control_app(admin, metrics, frozenset(k.encode() for k in metrics_keys if k))
-    relay: ASGIApp = Relay(config, pool, inflight, metrics, run_dir)
+    router = config.router()
+    balancer = Balancer(config.cooldown_s, metrics.upstream_inflight, router.upstreams, run_dir)
+    relay: ASGIApp = Relay(config, pool, balancer)
     if keys := config.keys():
-        relay = with_keys(relay, keys, metrics, run_dir)
+        relay = with_keys(relay, keys, run_dir)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            await relay(scope, receive, send)
-        elif scope["type"] == "http" and scope["path"] == "/admin/events":
+    def cors(app: ASGIApp) -> ASGIApp:
+        return with_cors(app, config.cors_origins) if config.cors_origins else app
+
+    async def control_routes(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/admin/events":
             await admin.events(scope, receive, send)
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    cors = with_cors(app, config.cors_origins) if config.cors_origins else app
-    operators = _with_headers(app, CONTROL_HEADERS)
+    api = api_requests.recorded(cors(relay))
+    # Quart's answers outside the API (its JSON 404, 405) are recorded by their status.
+    elsewhere = other_requests.recorded(cors(control_routes), own_answers=True)
+    health = cors(control_routes)
+    operators = _with_headers(control_routes, CONTROL_HEADERS)
 
     async def routed(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(("/admin", "/metrics")):
-            await operators(scope, receive, send)
+        if scope["type"] != "http":
+            await control_routes(scope, receive, send)  # the lifespan
+        elif scope["path"].startswith("/v1/"):
+            await api(scope, receive, send)
+        elif scope["path"].startswith(("/admin", "/metrics")):
+            await operators(scope, receive, send)  # the operator's: no record, no CORS
+        elif scope["path"] == "/health":
+            await health(scope, receive, send)  # polled: no record
         else:
-            await cors(scope, receive, send)
+            await elsewhere(scope, receive, send)
 
     return routed, cluster
 
@@ -167,6 +189,17 @@ def _with_headers(app: ASGIApp, extra: tuple[tuple[bytes, bytes], ...]) -> ASGIA
         await app(scope, receive, send_marked)
 
     return marked
+
+
+def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
+    """The upstream connections, verified against the upstream's own ``ca``, else
+    ``--upstream-ca``, else certifi's CAs."""
+    own = {u.origin: _verifying(u.ca) for u in config.router().upstreams if u.ca}
+    return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
+
+
+def _verifying(cafile: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=cafile or certifi.where())
 
 
 async def serve_proxy(

@@ -46,7 +46,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from trioproxy.proxy.admin.cluster import RUN_DIR, socket_path
 from trioproxy.proxy.admin.metrics import MULTIPROC_DIR
-from trioproxy.proxy.gateway.tally import forget_worker
+from trioproxy.proxy.core.tally import forget_worker
 
 __all__ = ["LISTEN_FD", "OPTIONS_FD", "run_workers", "worker_options"]
 

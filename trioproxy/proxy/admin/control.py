@@ -23,8 +23,8 @@ import trio
 from trioproxy.asgi import Receive, Scope, Send, disconnected
 from trioproxy.proxy.admin.cluster import Cluster
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core.errors import send_json_error
 from trioproxy.proxy.gateway.gate import bearer_ok
-from trioproxy.proxy.relay.errors import send_json_error
 
 __all__ = ["ASSETS", "EVERY_S", "Admin"]
 

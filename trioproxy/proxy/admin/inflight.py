@@ -3,7 +3,7 @@
 A worker's listing has a size known in advance, :data:`LISTING_MAX_BYTES`:
 at most :data:`LISTED_MAX` requests in flight (the others only counted) and
 :data:`RECENT_MAX` ended ones, each entry made of values kept to their caps
-(:mod:`trioproxy.proxy.relay.bounded`). The control socket between workers
+(:mod:`trioproxy.proxy.core.bounded`). The control socket between workers
 takes answers of that size, so a listing always crosses whole.
 """
 
@@ -12,9 +12,8 @@ import time
 from collections import deque
 from typing import Any
 
-from trioproxy.proxy.admin.metrics import Metrics
-from trioproxy.proxy.relay import bounded
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.core import bounded
+from trioproxy.proxy.core.record import Outcome, RequestRecord
 
 __all__ = ["LISTED_MAX", "LISTING_MAX_BYTES", "RECENT_MAX", "RECENT_S", "Inflight"]
 
@@ -39,19 +38,19 @@ LISTING_MAX_BYTES = (LISTED_MAX + RECENT_MAX) * ENTRY_MAX_BYTES + 1024
 
 
 class Inflight:
-    def __init__(self, metrics: Metrics) -> None:
+    """The records of this worker's requests, as an observer of their start and end
+    (``Requests.subscribe(inflight.add, inflight.remove)``)."""
+
+    def __init__(self) -> None:
         self._requests: dict[str, RequestRecord] = {}
         # (when it ended, its record): the dicts are built only when someone looks.
         self._ended: deque[tuple[float, RequestRecord]] = deque(maxlen=RECENT_MAX)
-        self._metrics = metrics
 
     def add(self, rec: RequestRecord) -> None:
         self._requests[rec.request_id] = rec
-        self._metrics.open_streams.inc()
 
     def remove(self, rec: RequestRecord) -> None:
         if self._requests.pop(rec.request_id, None) is not None:
-            self._metrics.open_streams.dec()
             self._ended.append((time.monotonic(), rec))
 
     def listing(self) -> list[dict[str, Any]]:
@@ -75,11 +74,11 @@ class Inflight:
         ]
 
     def cancel(self, request_id: str) -> bool:
-        """Stop a request: its nursery is cancelled, closing upstream and client alike."""
+        """Fire a request's stop: its upstream closes, and its race is cancelled."""
         rec = self._requests.get(request_id)
-        if rec is None or rec.cancel_scope is None:
+        if rec is None or not rec.stop.can_cancel:
             return False
-        rec.stop(Outcome.CANCELLED_BY_ADMIN, 503)
+        rec.stop.fire(Outcome.CANCELLED_BY_ADMIN)
         return True
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
-from trioproxy.proxy.relay.usage import is_count
+from trioproxy.proxy.core.bounded import is_count
+from trioproxy.proxy.core.record import Outcome, RequestRecord
 
 __all__ = ["MULTIPROC_DIR", "Metrics"]
 
@@ -34,8 +34,11 @@ _FAST = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 
 def route_of(path: str) -> str:
-    """A bounded label: known routes by name, everything else together."""
-    return path if path in _ROUTES else "/v1/other"
+    """A bounded label: known routes by name, the rest of the API together, and
+    every path outside it (a 404) as ``other``."""
+    if path in _ROUTES:
+        return path
+    return "/v1/other" if path.startswith("/v1/") else "other"
 
 
 _MAX_MODELS = 100
@@ -120,7 +123,13 @@ class Metrics:
             registry=r,
         )
 
+    def started(self, rec: RequestRecord) -> None:
+        """An observer of every record's start (``Requests.subscribe``)."""
+        self.open_streams.inc()
+
     def finished(self, rec: RequestRecord) -> None:
+        """An observer of every record's end: its one count, by its one outcome."""
+        self.open_streams.dec()
         upstream = rec.upstream or "-"
         model = self._model(rec.model)
         # bounded: routes, outcomes, configured upstreams and model labels
@@ -135,6 +144,8 @@ class Metrics:
             self._count_tokens(rec.usage, upstream, model)
         if rec.outcome is Outcome.CLIENT_CLOSED:
             self.stops.labels(str(rec.phase)).inc()
+        elif rec.outcome is Outcome.LIMITED:
+            self.limited.labels(rec.key_name).inc()
         if rec.upstream_headers_at is not None:
             self.upstream_headers.observe(rec.upstream_headers_at - rec.started_at)
         if rec.client_closed_at is not None and rec.upstream_closed_at is not None:

@@ -1,4 +1,3 @@
-"""The gateway's policy: client keys and their limits (:mod:`.gate`, :mod:`.keys`,
-:mod:`.tally`), path checks (:mod:`.paths`), routing by model and balancing
-(:mod:`.routing`, :mod:`.balance`), and the settings (:mod:`.options`,
+"""The gateway's policy in front of the relay: client keys and their limits
+(:mod:`.gate`, :mod:`.keys`), and the settings (:mod:`.options`,
 :mod:`.settings`, :mod:`.config`)."""

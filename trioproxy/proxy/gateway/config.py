@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field
 
-from trioproxy.proxy.gateway.routing import Router, Upstream
+from trioproxy.proxy.upstream.routing import Router, Upstream
 
 __all__ = ["ClientKey", "MiB", "ProxyConfig"]
 

@@ -9,20 +9,14 @@ import hmac
 import trio
 
 from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
-from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.core.bounded import KEY_NAME_MAX, RELAYED_METHODS, kept
+from trioproxy.proxy.core.errors import send_json_error
+from trioproxy.proxy.core.outcome import Outcome
+from trioproxy.proxy.core.requests import RECORD, record_of
 from trioproxy.proxy.gateway.config import ClientKey
-from trioproxy.proxy.gateway.keys import BUSY_S, KeyLimiter, Slot
-from trioproxy.proxy.relay.bounded import (
-    KEY_NAME_MAX,
-    METHOD_MAX,
-    PATH_MAX,
-    RELAYED_METHODS,
-    kept,
-)
-from trioproxy.proxy.relay.errors import send_json_error
-from trioproxy.proxy.relay.record import access_log
+from trioproxy.proxy.gateway.keys import Busy, KeyLimiter, Slot
 
-__all__ = ["KEY_NAME", "SLOT", "bearer_ok", "with_cors", "with_keys"]
+__all__ = ["bearer_ok", "with_cors", "with_keys"]
 
 _RECHECK_S = 0.05
 """A key at its concurrency limit is checked once more this much later, before 429."""
@@ -58,53 +52,43 @@ def _matching(scope: Scope, keys: tuple[tuple[bytes, ClientKey], ...]) -> Client
     return found
 
 
-KEY_NAME = "trioproxy.client_key"
-"""The scope entry naming the client's key (never the key itself)."""
-SLOT = "trioproxy.slot"
-"""The scope entry holding the request's :class:`Slot`, for the relay to free on a stop."""
-
-
-def with_keys(
-    app: ASGIApp, keys: tuple[ClientKey, ...], metrics: Metrics, run_dir: str | None = None
-) -> ASGIApp:
+def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], run_dir: str | None = None) -> ASGIApp:
+    """Only requests with a configured key reach ``app``, each under its key's limits:
+    401 without one, 429 over a limit, each its own outcome in the request's record."""
     encoded = tuple((k.key.encode(), k) for k in keys)
     limiter = KeyLimiter(keys, run_dir)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        rec = record_of(scope)
         key = _matching(scope, encoded)
         if key is None:
+            rec.end(Outcome.REFUSED, 401)
             return await send_json_error(
                 send, 401, "missing or wrong API key", "invalid_request_error", "invalid_api_key"
             )
-        slot = limiter.acquire(key)
-        if slot == BUSY_S:
+        rec.key_name = name = kept(key.name, KEY_NAME_MAX)
+        grant = limiter.acquire(key)
+        if isinstance(grant, Busy):
             # The stop that frees the slot may be on its way in another worker,
             # which reads it a moment after this one read the new request.
             await trio.sleep(_RECHECK_S)
-            slot = limiter.acquire(key)
-        if not isinstance(slot, Slot):
-            name = kept(key.name, KEY_NAME_MAX)
-            access_log.info(
-                "%s %s 429 outcome=limited key=%s",
-                kept(scope["method"], METHOD_MAX),
-                kept(scope["path"], PATH_MAX),
-                name,
-            )
-            metrics.limited.labels(key.name).inc()
+            grant = limiter.acquire(key)
+        if not isinstance(grant, Slot):
+            rec.end(Outcome.LIMITED, 429)
+            wait_s = grant.retry_after_s
             return await send_json_error(
                 send,
                 429,
-                f"too many requests with key {name!r}: retry after {slot:g} s",
+                f"too many requests with key {name!r}: retry after {wait_s:g} s",
                 "rate_limit_error",
                 "rate_limit_exceeded",
-                retry_after_s=slot,
+                retry_after_s=wait_s,
             )
-        scope[KEY_NAME] = key.name
-        scope[SLOT] = slot
+        rec.stop.frees(grant.release)  # a stop frees it in its own step
         try:
             await app(scope, receive, send)
         finally:
-            slot.release()
+            grant.release()
 
     return guarded
 
@@ -133,6 +117,8 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
             marks = []
         requested = _header(scope, b"access-control-request-method")
         if marks and scope["method"] == "OPTIONS" and requested is not None:
+            if (rec := scope.get(RECORD)) is not None:  # /health is never recorded
+                rec.end(Outcome.COMPLETED, 204)
             headers = _header(scope, b"access-control-request-headers") or b""
             await send(
                 {

@@ -9,18 +9,19 @@ still running upstream, which is what happens behind a proxy that does not
 propagate stops.
 
 The limits hold for the whole server: with several workers, the counts live
-in a :class:`~trioproxy.proxy.gateway.tally.Tally` every worker reads, and a check-then-take
+in a :class:`~trioproxy.proxy.core.tally.Tally` every worker reads, and a check-then-take
 is done under its lock. Starts are counted per second, so the 60 s window
 moves in steps of a second.
 """
 
 import math
 import time
+from dataclasses import dataclass
 
+from trioproxy.proxy.core.tally import Tally
 from trioproxy.proxy.gateway.config import ClientKey
-from trioproxy.proxy.gateway.tally import Tally
 
-__all__ = ["BUSY_S", "KeyLimiter", "Slot"]
+__all__ = ["BUSY_S", "Busy", "Grant", "KeyLimiter", "Limited", "Slot"]
 
 BUSY_S = 1.0
 """``Retry-After`` for a key at its concurrency limit: a stream can end any moment."""
@@ -46,6 +47,25 @@ class Slot:
             self._row[self._index] -= 1
 
 
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """The key has ``max_concurrent`` requests in flight: one may end any moment."""
+
+    retry_after_s: float = BUSY_S
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """The key started ``per_minute`` requests in the last 60 s."""
+
+    retry_after_s: float
+    """Until the oldest of them leaves the window, in whole seconds (at least 1)."""
+
+
+type Grant = Slot | Busy | Limited
+"""What :meth:`KeyLimiter.acquire` gives: a slot, or why not."""
+
+
 class KeyLimiter:
     """Limits for the whole server: with several workers, their counts are one (a Tally)."""
 
@@ -54,14 +74,14 @@ class KeyLimiter:
         self._tally = Tally("keys", len(keys) * (1 + _SLOTS), run_dir)
         self._windows_at = len(keys)  # the in-flight counts come first, then the windows
 
-    def acquire(self, key: ClientKey) -> Slot | float:
-        """A slot, or how many seconds until one may be free (for ``Retry-After``)."""
+    def acquire(self, key: ClientKey) -> Grant:
+        """A slot, or why not (with the ``Retry-After`` to answer)."""
         i = self._index[key.name]
         with self._tally.locked():  # no other worker takes the last slot meanwhile
             if key.max_concurrent is not None and self._tally.total(i) >= key.max_concurrent:
-                return BUSY_S
+                return Busy()
             if key.per_minute is not None and (wait_s := self._started(i, key.per_minute)):
-                return wait_s
+                return Limited(wait_s)
             return Slot(self._tally.row, i)
 
     def _started(self, i: int, per_minute: int) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 from trioproxy.proxy.gateway.config import ClientKey, MiB, ProxyConfig
 from trioproxy.proxy.gateway.options import CONFIG, OPTIONS, OptionError, resolve
-from trioproxy.proxy.gateway.routing import Upstream
+from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.server.guards import DEFAULTS, ServerLimits
 
 __all__ = ["ServerSettings", "SettingsError", "load"]

@@ -1,29 +1,35 @@
-"""What the proxy answers itself: errors before and after the upstream's headers,
-and the early event-stream head of ``early_headers`` mode.
+"""What the proxy answers itself: the answer to a failed exchange, and the early
+event-stream head of ``early_headers`` mode.
 
-Before headers a failure is a 502/504 with an OpenAI-style JSON body; after
-them an event stream ends with an SSE ``error`` event, never a fake
-``[DONE]``, and any other body is left unfinished so it cannot pass for whole.
+:func:`answer_failure` is the one place the client's answer is chosen from
+the failure and the phase:
+
+==========================  ==============================  ==========================
+failure                     before the client has headers   after them
+==========================  ==============================  ==========================
+``Aborted`` (a stop)        nothing: the stop's outcome     nothing
+``UpstreamTimeout``         504 JSON, ``upstream_timeout``  an SSE ``error`` event
+other ``UpstreamError``     502 JSON, ``upstream_error``    an SSE ``error`` event
+==========================  ==============================  ==========================
+
+After headers, a body that is no event stream is left unfinished instead:
+never a fake ``[DONE]``, nothing that can pass for whole.
 """
 
 import json
 
-import trio
-
 from trioproxy.asgi import Send
-from trioproxy.proxy.relay.bounded import ERROR_MAX, cut, kept
-from trioproxy.proxy.relay.errors import send_json_error
+from trioproxy.proxy.core.bounded import ERROR_MAX, cut, kept
+from trioproxy.proxy.core.errors import send_json_error
+from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.heartbeat import Heartbeat
-from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.sse import EventCounter, error_event
-from trioproxy.proxy.upstream.pool import UpstreamError, UpstreamResponse
+from trioproxy.proxy.upstream.errors import Aborted, ExchangeError, UpstreamTimeout
+from trioproxy.proxy.upstream.pool import UpstreamExchange
 
 __all__ = [
+    "answer_failure",
     "asks_for_stream",
-    "fail_before_headers",
-    "fail_early",
-    "fail_mid_stream",
-    "only_cancelled",
     "refused_after_early_headers",
     "start_event_stream",
 ]
@@ -58,7 +64,7 @@ async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) ->
 
 
 async def refused_after_early_headers(
-    response: UpstreamResponse, send: Send, rec: RequestRecord
+    response: UpstreamExchange, send: Send, rec: RequestRecord
 ) -> None:
     # Read one byte past the bound, so a longer refusal is marked as cut.
     raw = await response.read(ERROR_MAX + 1)
@@ -76,45 +82,29 @@ async def refused_after_early_headers(
     )
 
 
-async def fail_early(send: Send, rec: RequestRecord, exc: UpstreamError) -> None:
-    await fail_mid_stream(send, rec, exc, event_stream=True)
-
-
-def only_cancelled(exc: BaseException) -> bool:
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.split(trio.Cancelled)[1] is None
-    return isinstance(exc, trio.Cancelled)
-
-
-def _upstream_outcome(exc: UpstreamError) -> Outcome:
-    return Outcome.UPSTREAM_TIMEOUT if exc.timed_out else Outcome.UPSTREAM_ERROR
-
-
-async def fail_before_headers(send: Send, rec: RequestRecord, exc: UpstreamError) -> None:
-    outcome = _upstream_outcome(exc)
-    timeout = outcome is Outcome.UPSTREAM_TIMEOUT
+async def answer_failure(
+    send: Send, rec: RequestRecord, failure: ExchangeError, early: bool
+) -> None:
+    """The client's answer to an exchange that failed, from the failure and the phase."""
+    if isinstance(failure, Aborted):
+        # Only a stop aborts: the hang-up thread's left the outcome to the loop.
+        rec.stop.fire(Outcome.CLIENT_CLOSED)
+        return
+    timeout = isinstance(failure, UpstreamTimeout)
+    outcome = Outcome.UPSTREAM_TIMEOUT if timeout else Outcome.UPSTREAM_ERROR
+    detail = kept(str(failure), ERROR_MAX) or type(failure).__name__  # may quote the upstream
+    if early or rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
+        if not rec.end(outcome):
+            return  # a stop decided first: the answer stays as the stop left it
+        if early or rec.event_stream:
+            what = "timed out" if timeout else "failed"
+            body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        # Any other body is left unfinished: hypercorn then closes the connection,
+        # and the client sees a truncated body rather than a complete-looking one.
+        return
     status = 504 if timeout else 502
     if not rec.end(outcome, status):
         return  # a stop decided first: nothing more goes to the client
     what = "timed out" if timeout else "unreachable or failed"
-    detail = kept(str(exc), ERROR_MAX) or type(exc).__name__  # may quote the upstream
     await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
-
-
-async def fail_mid_stream(
-    send: Send, rec: RequestRecord, exc: UpstreamError, *, event_stream: bool
-) -> None:
-    outcome = _upstream_outcome(exc)
-    if not rec.end(outcome):
-        # A stop decided first (it closed the upstream socket under the
-        # relay): the answer stays unfinished, as the stop left it.
-        return
-    if not event_stream:
-        # A non-event-stream answer is left unfinished: hypercorn then closes
-        # the connection, and the client sees a truncated body rather than a
-        # complete-looking one.
-        return
-    what = "timed out" if outcome is Outcome.UPSTREAM_TIMEOUT else "failed"
-    detail = kept(str(exc), ERROR_MAX) or type(exc).__name__  # may quote the upstream
-    body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
-    await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -12,35 +12,24 @@ upstream or it answered 5xx); after them an SSE ``error`` event, never a fake
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import trio
 
 from trioproxy.asgi import Send, send_json
-from trioproxy.proxy.gateway.balance import Balancer
-from trioproxy.proxy.gateway.routing import Router, Upstream
-from trioproxy.proxy.relay.answers import (
-    fail_before_headers,
-    fail_early,
-    fail_mid_stream,
-    refused_after_early_headers,
-)
+from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
+from trioproxy.proxy.relay.answers import answer_failure, refused_after_early_headers
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.models import MAX_LIST_BYTES, OddModelList, listed_models, merged_list
-from trioproxy.proxy.relay.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.sse import EventCounter
 from trioproxy.proxy.relay.usage import UsageTap
+from trioproxy.proxy.upstream.balance import Balancer
+from trioproxy.proxy.upstream.errors import ExchangeError, Unreachable, UpstreamError
 from trioproxy.proxy.upstream.headers import Headers, request_headers, response_headers
-from trioproxy.proxy.upstream.pool import (
-    Deadlines,
-    UpstreamError,
-    UpstreamHandle,
-    UpstreamPool,
-    UpstreamResponse,
-)
+from trioproxy.proxy.upstream.pool import Deadlines, UpstreamExchange, UpstreamPool
+from trioproxy.proxy.upstream.routing import Router, Upstream
 
-__all__ = ["Exchange", "Forwarder"]
+__all__ = ["Forwarder", "UpstreamRequest"]
 
 log = logging.getLogger("trioproxy.upstream")
 
@@ -49,12 +38,12 @@ _NO_BUFFERING = (b"x-accel-buffering", b"no")
 
 
 @dataclass(frozen=True, slots=True)
-class Exchange:
+class UpstreamRequest:
     """What goes upstream: the client's request, with its path already checked."""
 
     method: bytes
     tail: bytes
-    """The client's path after ``/v1``, checked by ``gateway.paths.client_tail``."""
+    """The client's path after ``/v1``, checked by ``relay.paths.client_tail``."""
     query: bytes
     headers: Headers
     """As the client sent them; each upstream gets its own filtered copy."""
@@ -78,7 +67,7 @@ class Forwarder:
 
     async def forward(
         self,
-        exchange: Exchange,
+        request: UpstreamRequest,
         send: Send,
         rec: RequestRecord,
         first: Upstream,
@@ -95,63 +84,53 @@ class Forwarder:
             rec.phase = Phase.CONNECT
             self._balancer.started(upstream)
             try:
-                async with self._open(upstream, exchange, rec, rec.upstream_handle) as response:
-                    self._balancer.reached(upstream)
-                    if response.status >= 500 and not last:
-                        continue  # nothing reached the client yet: try the next one
-                    await self._relay_answer(response, send, rec, beat, early)
-                    return
-            except UpstreamError as exc:
-                if rec.upstream_handle.client_left:
-                    # The client hung up, and its hang-up shut the upstream
-                    # down: a stop, not the upstream's failure.
-                    rec.client_gone()
-                    return
-                if exc.unreached:
+                upstream_exchange = self._exchange(upstream, request, rec)
+                rec.stop.link(upstream_exchange)  # a stop aborts it from here on
+                try:
+                    async with upstream_exchange.open() as response:
+                        self._balancer.reached(upstream)
+                        if response.status >= 500 and not last:
+                            continue  # nothing reached the client yet: try the next one
+                        await self._relay_answer(response, send, rec, beat, early)
+                        return
+                finally:
+                    rec.stop.unlink()
+            except ExchangeError as exc:
+                if isinstance(exc, Unreachable):
                     self._balancer.unreachable(upstream, str(exc))
                     if not last:
                         continue  # not reached, nothing sent: try the next one
                 # Before the client has headers, or after: mid-answer errors
                 # raised by the relay's loop end up here too.
-                if early:
-                    await fail_early(send, rec, exc)
-                elif rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
-                    await fail_mid_stream(send, rec, exc, event_stream=rec.event_stream)
-                else:
-                    await fail_before_headers(send, rec, exc)
+                await answer_failure(send, rec, exc, early)
                 return
             finally:  # a stop frees its upstream at once: the counts stay true
                 self._balancer.finished(upstream)
 
-    def _open(
-        self,
-        upstream: Upstream,
-        exchange: Exchange,
-        rec: RequestRecord,
-        handle: UpstreamHandle | None = None,
-    ) -> AbstractAsyncContextManager[UpstreamResponse]:
+    def _exchange(
+        self, upstream: Upstream, request: UpstreamRequest, rec: RequestRecord
+    ) -> UpstreamExchange:
         def sent() -> None:
             rec.phase = Phase.WAITING_HEADERS
 
         # With keys of its own the proxy never forwards the client's
         # credentials: they are the proxy's keys, not the upstream's.
         headers = request_headers(
-            exchange.headers, upstream.key, strip_credentials=self._strip_credentials
+            request.headers, upstream.key, strip_credentials=self._strip_credentials
         )
-        return self._pool.request(
+        return self._pool.exchange(
             upstream.origin,
-            exchange.method,
-            upstream.target_for(exchange.tail, exchange.query),
+            request.method,
+            upstream.target_for(request.tail, request.query),
             headers,
-            exchange.body,
+            request.body,
             self._deadlines,
             sent,
-            handle,
         )
 
     async def _relay_answer(
         self,
-        response: UpstreamResponse,
+        response: UpstreamExchange,
         send: Send,
         rec: RequestRecord,
         beat: Heartbeat,
@@ -199,13 +178,13 @@ class Forwarder:
         rec.end(Outcome.COMPLETED)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def merged_models(self, exchange: Exchange, send: Send, rec: RequestRecord) -> None:
+    async def merged_models(self, request: UpstreamRequest, send: Send, rec: RequestRecord) -> None:
         """``GET /v1/models`` with several upstreams: their lists, merged."""
         lists: dict[str, dict[str, bytes]] = {}
 
         async def fetch(upstream: Upstream) -> None:
             try:
-                async with self._open(upstream, exchange, rec) as response:
+                async with self._exchange(upstream, request, rec).open() as response:
                     body = await response.read(MAX_LIST_BYTES + 1)
                 lists[upstream.name] = listed_models(response.status, body)
             except (UpstreamError, OddModelList) as exc:

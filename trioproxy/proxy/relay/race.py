@@ -2,45 +2,42 @@
 
 Each request lives in one nursery. The relay task reads the body, opens the
 upstream and copies its answer (:mod:`trioproxy.proxy.relay.forward`); the watcher task
-blocks on ASGI ``receive()`` until ``http.disconnect``. Whichever ends first
-cancels the nursery's scope. The upstream exchange is held in ``async with``,
-so a cancel in any phase closes the upstream socket (the pool never reuses
-it). Nothing polls.
+blocks on ASGI ``receive()`` until ``http.disconnect``, then fires the request's
+stop (:mod:`trioproxy.proxy.core.stop`), as the server's hook and hang-up
+thread may have done first: the stop aborts the upstream exchange and cancels
+the nursery. The relay ends the nursery itself when the answer is over.
+Nothing polls.
 """
 
 import json
 import re
-import ssl
 import time
+from typing import Protocol
 
-import certifi
 import trio
 
-from trioproxy.asgi import CLIENT_GONE, CLIENT_HANGUP, Receive, Scope, Send, disconnected
-from trioproxy.proxy.admin.inflight import Inflight
-from trioproxy.proxy.admin.metrics import Metrics
-from trioproxy.proxy.gateway.balance import Balancer
-from trioproxy.proxy.gateway.config import ProxyConfig
-from trioproxy.proxy.gateway.gate import KEY_NAME, SLOT
-from trioproxy.proxy.gateway.paths import client_query_ok, client_tail
-from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.relay.answers import asks_for_stream, only_cancelled, start_event_stream
-from trioproxy.proxy.relay.bounded import (
-    ADDRESS_MAX,
-    KEY_NAME_MAX,
-    METHOD_MAX,
-    MODEL_MAX,
-    RELAYED_METHODS,
-    cut,
-    kept,
+from trioproxy.asgi import (
+    Receive,
+    Scope,
+    Send,
+    disconnected,
+    give_client_gone,
+    gone_already,
+    hangup_of,
 )
-from trioproxy.proxy.relay.errors import error_body, send_json_error
-from trioproxy.proxy.relay.forward import Exchange, Forwarder
+from trioproxy.proxy.core.bounded import METHOD_MAX, MODEL_MAX, RELAYED_METHODS, cut, kept
+from trioproxy.proxy.core.errors import error_body, send_json_error
+from trioproxy.proxy.core.record import Outcome, RequestRecord
+from trioproxy.proxy.core.requests import record_of
+from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
+from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
 from trioproxy.proxy.relay.heartbeat import Heartbeat
-from trioproxy.proxy.relay.record import Outcome, RequestRecord
+from trioproxy.proxy.relay.paths import client_query_ok, client_tail
+from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
+from trioproxy.proxy.upstream.routing import Router, Upstream
 
-__all__ = ["Relay", "gone_already", "open_upstream_pool"]
+__all__ = ["Relay", "RelaySettings"]
 
 
 # "model": "..." in a JSON body. A quote inside a JSON string is escaped, so
@@ -59,28 +56,33 @@ class _BodyTooLarge(Exception):
     """The request body passed ``ProxyConfig.max_body_bytes``."""
 
 
-def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
-    """The upstream connections, verified against the upstream's own ``ca``, else
-    ``--upstream-ca``, else certifi's CAs."""
-    own = {u.origin: _verifying(u.ca) for u in config.router().upstreams if u.ca}
-    return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
+class RelaySettings(Protocol):
+    """What the relay reads of the proxy's settings (``gateway.config.ProxyConfig``)."""
 
-
-def _verifying(cafile: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=cafile or certifi.where())
+    @property
+    def body_timeout_s(self) -> float: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def headers_timeout_s(self) -> float: ...
+    @property
+    def idle_timeout_s(self) -> float: ...
+    @property
+    def heartbeat_s(self) -> float: ...
+    @property
+    def early_headers(self) -> bool: ...
+    @property
+    def admin_key(self) -> str | None: ...
+    def router(self) -> Router: ...
+    def keys(self) -> tuple[object, ...]: ...
 
 
 class Relay:
     """The raw ASGI handler for every route under ``/v1/``."""
 
-    def __init__(
-        self,
-        config: ProxyConfig,
-        pool: UpstreamPool,
-        inflight: Inflight | None = None,
-        metrics: Metrics | None = None,
-        run_dir: str | None = None,
-    ) -> None:
+    def __init__(self, config: RelaySettings, pool: UpstreamPool, balancer: Balancer) -> None:
         self._config = config
         self._body_timeout_s = config.body_timeout_s
         self._router = config.router()
@@ -88,41 +90,18 @@ class Relay:
             config.connect_timeout_s, config.headers_timeout_s, config.idle_timeout_s
         )
         strip = bool(config.keys())
-        self._metrics = metrics or Metrics()
-        gauge = self._metrics.upstream_inflight
-        balancer = Balancer(config.cooldown_s, gauge, self._router.upstreams, run_dir)
         self._forwarder = Forwarder(pool, self._router, deadlines, strip, balancer)
-        self._inflight = inflight or Inflight(self._metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = RequestRecord(scope["method"], scope["path"])
-        client = scope.get("client")
-        record.client = kept(f"{client[0]}:{client[1]}", ADDRESS_MAX) if client else ""
-        record.key_name = kept(scope.get(KEY_NAME, ""), KEY_NAME_MAX)
-        record.slot = scope.get(SLOT)
-        self._inflight.add(record)
-        try:
-            await self._handle(scope, receive, send, record)
-        except BaseException as exc:
-            # hypercorn never cancels a request; only the server stopping does
-            # (after its grace period). The cancel may come grouped by a nursery.
-            if only_cancelled(exc):
-                record.end(Outcome.SHUTDOWN, 503)
-            else:  # a fault of the proxy's own: hypercorn answers 500, and it is logged so
-                record.end(Outcome.UPSTREAM_ERROR, 500)
-            raise
-        finally:
-            self._inflight.remove(record)
-            self._metrics.finished(record)
-            record.log()
+        await self._handle(scope, receive, send, record_of(scope))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, rec: RequestRecord) -> None:
         if scope["method"] not in RELAYED_METHODS:
-            rec.end(Outcome.COMPLETED, 405)
+            rec.end(Outcome.BAD_REQUEST, 405)
             return await _send_method_not_allowed(send, scope["method"])
         tail = client_tail(scope["raw_path"])
         if tail is None or not client_query_ok(scope["query_string"]):
-            rec.end(Outcome.COMPLETED, 400)
+            rec.end(Outcome.BAD_REQUEST, 400)
             await send_json_error(
                 send,
                 400,
@@ -138,11 +117,10 @@ class Relay:
             if late.cancelled_caught:
                 raise trio.TooSlowError
         except _ClientGone:
-            rec.client_closed_at = time.monotonic()
-            rec.end(Outcome.CLIENT_CLOSED)
+            rec.stop.fire(Outcome.CLIENT_CLOSED)
             return
         except _BodyTooLarge:
-            rec.end(Outcome.COMPLETED, 413)
+            rec.end(Outcome.BAD_REQUEST, 413)
             limit = self._config.max_body_bytes
             await send_json_error(
                 send,
@@ -153,7 +131,7 @@ class Relay:
             )
             return
         except trio.TooSlowError:
-            rec.end(Outcome.COMPLETED, 408)
+            rec.end(Outcome.BAD_REQUEST, 408)
             await send_json_error(
                 send,
                 408,
@@ -163,14 +141,13 @@ class Relay:
                 close=True,
             )
             return
-        if gone_already(receive):  # a stop that came with the body: open nothing upstream
-            rec.client_closed_at = time.monotonic()
-            rec.end(Outcome.CLIENT_CLOSED)
+        if gone_already(receive, scope):  # a stop that came with the body: open nothing upstream
+            rec.stop.fire(Outcome.CLIENT_CLOSED)
             return
         merged = scope["raw_path"] == b"/v1/models" and len(self._router.upstreams) > 1
         upstream = self._router.default if merged else self._route(body, rec)
         if upstream is None:
-            rec.end(Outcome.COMPLETED, 404)
+            rec.end(Outcome.NOT_FOUND, 404)
             await send_json_error(
                 send,
                 404,
@@ -180,14 +157,14 @@ class Relay:
             )
             return
         async with trio.open_nursery() as nursery:
-            rec.cancel_scope = nursery.cancel_scope
-            scope[CLIENT_GONE] = rec.client_gone  # hypercorn's read task calls it first
-            rec.upstream_handle.hangup = scope.get(CLIENT_HANGUP)  # or its watcher thread
+            rec.stop.guard(nursery.cancel_scope)
+            give_client_gone(scope, rec.stop.client_gone)  # the server's read task calls it first
+            rec.stop.watched_by(hangup_of(scope))  # or its hang-up thread, through hang_up
             nursery.start_soon(_watch_client, receive, rec)
             method = scope["method"].encode("ascii")
-            exchange = Exchange(method, tail, scope["query_string"], scope["headers"], body)
+            request = UpstreamRequest(method, tail, scope["query_string"], scope["headers"], body)
             if merged:  # in the same race: a stop ends the upstreams' model lookups too
-                await self._forwarder.merged_models(exchange, send, rec)
+                await self._forwarder.merged_models(request, send, rec)
                 nursery.cancel_scope.cancel()
                 return
             beat = Heartbeat(send, self._config.heartbeat_s)
@@ -196,7 +173,7 @@ class Relay:
             early = self._config.early_headers and asks_for_stream(body)
             if early:
                 await start_event_stream(send, rec, beat)
-            await self._forwarder.forward(exchange, send, rec, upstream, beat, early)
+            await self._forwarder.forward(request, send, rec, upstream, beat, early)
             nursery.cancel_scope.cancel()
         rec.upstream_closed_at = time.monotonic()
 
@@ -262,27 +239,7 @@ async def _send_method_not_allowed(send: Send, method: str) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def gone_already(receive: Receive) -> bool:
-    """Whether the client's disconnect is already waiting in hypercorn's queue.
-
-    A stream reset (or a FIN) that arrived while the body was read sits there
-    unseen until someone calls ``receive()``; the relay must not open an
-    upstream connection for it. hypercorn's ``receive`` is a trio memory
-    channel's: taking a message without blocking is safe there (unlike a
-    ``receive()`` under a zero timeout, which can lose it). Once the body is
-    whole, the only message left to come is the disconnect.
-    """
-    channel = getattr(receive, "__self__", None)
-    if not isinstance(channel, trio.MemoryReceiveChannel):
-        return False
-    try:
-        message = channel.receive_nowait()
-    except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-        return False
-    return bool(message["type"] == "http.disconnect")
-
-
 async def _watch_client(receive: Receive, rec: RequestRecord) -> None:
-    """Wait for the client to leave, then stop the relay (and with it the upstream)."""
+    """Wait for the client to leave, then fire the stop (the server's hook may have first)."""
     await disconnected(receive)
-    rec.client_gone()  # a no-op if hypercorn's read task called it already
+    rec.stop.fire(Outcome.CLIENT_CLOSED)

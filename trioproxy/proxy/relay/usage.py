@@ -20,24 +20,20 @@ import json
 import logging
 from typing import Any
 
+from trioproxy.proxy.core.bounded import MAX_COUNT, is_count
+
 __all__ = ["MAX_COUNT", "UsageTap", "is_count"]
 
 log = logging.getLogger("trioproxy.upstream")
 
 _MAX_PENDING = 64 * 1024
 _EVENT_ENDS = (b"\n\n", b"\n\r\n")
-MAX_COUNT = 2**53
-"""The largest token count taken: past it a count is no count (nor exact as a float)."""
 _MAX_FIELDS = 24
 _MAX_DETAILS = 8
 """Fields in an object of counts one level down."""
 _MAX_TEXT = 64
 _MAX_NAMED = 4
 """Odd counts named in the WARNING; the rest are only counted."""
-
-
-def is_count(value: object) -> bool:
-    return type(value) is int and 0 <= value <= MAX_COUNT
 
 
 class UsageTap:

@@ -23,6 +23,7 @@ __all__ = [
     "CUT",
     "ERROR_MAX",
     "KEY_NAME_MAX",
+    "MAX_COUNT",
     "METHOD_MAX",
     "MODEL_MAX",
     "PATH_MAX",
@@ -33,6 +34,7 @@ __all__ = [
     "OneLineFormatter",
     "cut",
     "escape_controls",
+    "is_count",
     "kept",
 ]
 
@@ -54,6 +56,10 @@ ERROR_MAX = 500
 USAGE_MAX = 1000
 """Characters of the upstream's usage object in the access line."""
 
+MAX_COUNT = 2**53
+"""The largest token count taken from an upstream's usage: past it a count is no
+count (nor exact as a float)."""
+
 RELAYED_METHODS = ("GET", "POST", "DELETE")
 """The only methods that reach an upstream: the ones the proxied APIs use. Any
 other (TRACE, TRACK, CONNECT, PUT, ...) is answered 405 by the proxy itself."""
@@ -66,6 +72,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 def _escape(found: re.Match[str]) -> str:
     code = ord(found[0])
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def is_count(value: object) -> bool:
+    """A token count the proxy takes (the usage tap) and counts (the metrics)."""
+    return type(value) is int and 0 <= value <= MAX_COUNT
 
 
 def escape_controls(text: str) -> str:

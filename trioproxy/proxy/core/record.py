@@ -3,10 +3,9 @@
 Every request ends as exactly one :class:`Outcome` and writes one access-log
 line at INFO. A client's stop is an outcome, not an error: status 499, no
 traceback. What a record keeps of the client's values (method, path, model,
-key name) is bounded and escaped as it enters (:mod:`trioproxy.proxy.relay.bounded`).
+key name) is bounded and escaped as it enters (:mod:`trioproxy.proxy.core.bounded`).
 """
 
-import enum
 import itertools
 import json
 import logging
@@ -14,33 +13,13 @@ import os
 import time
 from typing import Any
 
-import trio
+from trioproxy.proxy.core.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
+from trioproxy.proxy.core.outcome import Outcome, Phase
+from trioproxy.proxy.core.stop import Stop
 
-from trioproxy.proxy.relay.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
-from trioproxy.proxy.upstream.pool import UpstreamHandle
-
-__all__ = ["Outcome", "Phase", "RequestRecord"]
+__all__ = ["Outcome", "Phase", "RequestRecord", "access_log"]
 
 access_log = logging.getLogger("trioproxy.access")
-
-
-class Phase(enum.StrEnum):
-    """Where a request is in its life; a stop can come in any of them."""
-
-    UPLOAD = "upload"  # reading the client's request body
-    CONNECT = "connect"  # opening the upstream connection, sending the request
-    WAITING_HEADERS = "waiting_headers"  # request sent, upstream has not answered
-    WAITING_FIRST_BYTE = "waiting_first_byte"  # headers relayed, no body byte yet
-    STREAMING = "streaming"  # body bytes flowing
-
-
-class Outcome(enum.StrEnum):
-    COMPLETED = "completed"
-    CLIENT_CLOSED = "client_closed"
-    UPSTREAM_ERROR = "upstream_error"
-    UPSTREAM_TIMEOUT = "upstream_timeout"
-    CANCELLED_BY_ADMIN = "cancelled_by_admin"
-    SHUTDOWN = "shutdown"
 
 
 # A per-process prefix keeps ids unique across worker processes and restarts.
@@ -48,11 +27,12 @@ _ids = (f"{os.getpid():x}-{n}" for n in itertools.count(1))
 
 
 class RequestRecord:
-    """Mutable facts about one request, written by the relay, read by the log."""
+    """Mutable facts about one request: written by the layer that has them, read by
+    the access line, the metrics and the admin's listing (observers of its start
+    and end, :mod:`.requests`)."""
 
     __slots__ = (
         "bytes_relayed",
-        "cancel_scope",
         "client",
         "client_closed_at",
         "event_stream",
@@ -64,15 +44,18 @@ class RequestRecord:
         "path",
         "phase",
         "request_id",
-        "slot",
         "started_at",
         "status",
+        "stop",
         "upstream",
         "upstream_closed_at",
-        "upstream_handle",
         "upstream_headers_at",
         "usage",
     )
+
+    # Invariant: ``outcome`` is set once, by ``end``, and never changes after.
+    # Invariant: one record per request, opened and closed by core.requests
+    # (which writes its one access line); nothing else logs a request.
 
     def __init__(self, method: str, path: str) -> None:
         self.request_id = next(_ids)
@@ -97,38 +80,14 @@ class RequestRecord:
         """The upstream's own usage object, when it sent one: never an estimate."""
         self.key_name = ""
         """The client key's name, never the key."""
-        self.slot: Any = None
-        """The key's concurrency slot (``gateway.keys.Slot``), which a stop frees."""
-        self.upstream_handle = UpstreamHandle()
-        """The upstream connection in use, which a stop closes at once."""
-        self.cancel_scope: trio.CancelScope | None = None
-        """Cancels the request's nursery: both sides close (the admin's cancel)."""
-
-    def stop(self, outcome: Outcome, status: int | None = None) -> None:
-        """A stop (the client's, or the admin's): the outcome, unless one was set first;
-        then the upstream socket closed and the key's slot freed from this very step,
-        and the request's race cancelled."""
-        if self.end(outcome, status):
-            self.client_closed_at = time.monotonic()  # the stop, for the propagation metric
-        self.upstream_handle.close_now()
-        if self.slot is not None:
-            self.slot.release()
-        if self.cancel_scope is not None:
-            self.cancel_scope.cancel()
-
-    def client_gone(self) -> None:
-        """The client left: a stop, unless the answer had already ended.
-
-        hypercorn reports a disconnect after the relay's own end of the answer
-        too, while the relay is still inside ``send()`` recycling the
-        keep-alive connection: cancelling it there would leave the connection
-        half-recycled. Only a leaving that decides the outcome stops.
-        """
-        if self.outcome is None:
-            self.stop(Outcome.CLIENT_CLOSED)
+        self.stop = Stop(self)
+        """The one owner of "this request is over" (:mod:`.stop`)."""
 
     def end(self, outcome: Outcome, status: int | None = None) -> bool:
-        """Set the outcome unless one was set first; True if this call set it."""
+        """Set the outcome unless one was set first; True if this call set it.
+
+        The one place an outcome is decided: the relay calls it for what it
+        answered, a stop (``self.stop.fire``) for what stopped the request."""
         if self.outcome is not None:
             return False
         self.outcome = outcome
@@ -137,6 +96,7 @@ class RequestRecord:
         return True
 
     def log(self) -> None:
+        """The request's one access line (INFO)."""
         now = time.monotonic()
         ttfb = (
             "-"

@@ -1,7 +1,7 @@
 """Which upstream serves a request: by the JSON ``model``, exact names before globs.
 
 Upstreams with the same model list are replicas of one another: the
-forwarder balances a request among them (:mod:`trioproxy.proxy.gateway.balance`).
+forwarder balances a request among them (:mod:`trioproxy.proxy.upstream.balance`).
 """
 
 import fnmatch
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from trioproxy.proxy.relay.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
+from trioproxy.proxy.core.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
 from trioproxy.proxy.upstream.pool import Origin
 
 __all__ = ["Router", "Upstream"]
@@ -44,7 +44,7 @@ class Upstream:
 
     def target_for(self, tail: bytes, query: bytes) -> bytes:
         """The request target upstream for a client path's ``tail`` (checked by
-        :func:`trioproxy.proxy.gateway.paths.client_tail`, so it starts with ``/``) and query:
+        :func:`trioproxy.proxy.relay.paths.client_tail`, so it starts with ``/``) and query:
         the base path, joined as bytes, never parsed again."""
         target = self.base_path + tail
         return target + b"?" + query if query else target

@@ -9,7 +9,7 @@ WARNING line; the first request that reaches it again logs that it is back.
 When every replica is cooling down, they are tried anyway.
 
 With several workers, the counts are the whole server's (a
-:class:`~trioproxy.proxy.gateway.tally.Tally`); cool-downs are each worker's own.
+:class:`~trioproxy.proxy.core.tally.Tally`); cool-downs are each worker's own.
 """
 
 import logging
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import trio
 from prometheus_client import Gauge
 
-from trioproxy.proxy.gateway.routing import Upstream
-from trioproxy.proxy.gateway.tally import Tally
+from trioproxy.proxy.core.tally import Tally
+from trioproxy.proxy.upstream.routing import Upstream
 
 __all__ = ["Balancer"]
 
