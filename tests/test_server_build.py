@@ -6,10 +6,14 @@
   it was before, and the GIL switch interval is given back;
 - stock hypercorn (``serve_plain``) still behaves as stock while the
   guarded server runs in the same process;
+- every hypercorn method the server's classes override is still the
+  release's, with the same parameters: a release that renames one (which
+  would turn a guard off without a word) fails here;
 - an installed hypercorn, h11 or h2 outside the versions the server was
   built for stops ``trioproxy`` at start-up with one line, no traceback.
 """
 
+import inspect
 import subprocess
 import sys
 import textwrap
@@ -27,6 +31,9 @@ from trioproxy.server import (
     serve_app,
     serve_plain,
 )
+from trioproxy.server.guards.http1 import GuardedH11Protocol
+from trioproxy.server.guards.http2 import FlowControlledBuffer, GuardedH2Protocol
+from trioproxy.server.tcp import GuardedTCPServer
 from trioproxy.server.versions import BUILT_FOR
 from trioproxy.sim import SimServer, SimUpstream, serve_sim
 
@@ -167,6 +174,54 @@ async def test_the_simulator_runs_on_the_server_it_names(nursery: trio.Nursery) 
         with trio.fail_after(10):
             answer = await _first_line(str(origin), b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 "), (server, answer[:200])
+
+
+_OVERRIDES: dict[type, tuple[str, ...]] = {
+    GuardedTCPServer: ("__init__", "run", "protocol_send"),
+    GuardedH11Protocol: (
+        "__init__",
+        "stream_send",
+        "_check_protocol",
+        "_create_stream",
+        "_close_stream",
+        "_maybe_recycle",
+    ),
+    GuardedH2Protocol: (
+        "__init__",
+        "_priority_updated",
+        "_handle_events",
+        "_create_stream",
+        "_close_stream",
+    ),
+    FlowControlledBuffer: ("__init__", "drain", "set_complete", "close", "complete", "push", "pop"),
+}
+"""What each class of the server overrides of hypercorn's, by name."""
+
+
+def _parameters(member: object) -> list[str]:
+    function = member.fget if isinstance(member, property) else member
+    assert callable(function), member
+    return list(inspect.signature(function).parameters)
+
+
+@pytest.mark.parametrize("ours", _OVERRIDES, ids=lambda cls: cls.__name__)
+def test_every_override_is_of_a_method_the_release_has(ours: type) -> None:
+    base = ours.__mro__[1]
+    assert base.__module__.startswith("hypercorn."), base
+    overridden = {
+        name
+        for name, value in vars(ours).items()
+        if (callable(value) or isinstance(value, property)) and hasattr(base, name)
+        if name == "__init__" or not name.startswith("__")
+    }
+    assert overridden == set(_OVERRIDES[ours])  # a new override is listed here too
+    for name in _OVERRIDES[ours]:
+        assert name in vars(base), f"{base.__qualname__}.{name} is gone"
+        if name == "__init__":
+            continue  # the server's own constructors take keyword extras
+        ours_args = _parameters(vars(ours)[name])
+        theirs_args = _parameters(vars(base)[name])
+        assert ours_args == theirs_args, f"{base.__qualname__}.{name}"
 
 
 def test_versions_out_of_range_are_named_in_one_message() -> None:
