@@ -28,15 +28,17 @@ type Send = Callable[[Message], Awaitable[None]]
 type ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CLIENT_GONE = "trioproxy.client_gone"
-"""A scope entry: a synchronous hook hypercorn's read task calls the moment the
-client leaves, before it queues ``http.disconnect`` (:mod:`trioproxy.server.guards.gone`)."""
+"""A key of ``scope["extensions"]`` the application may set: a synchronous hook
+the server calls the moment the client leaves, before it queues
+``http.disconnect`` (:mod:`trioproxy.server.guards.gone`). The server also
+looks for it in the scope itself, where the proxy put it before extensions."""
 
 CLIENT_HANGUP = "trioproxy.client_hangup"
-"""A scope entry the server puts in HTTP/1.1 requests: an object with
-``arm(action)``, ``disarm()``, ``fired`` and ``lock``. Once armed, ``action``
-runs from a watcher thread, under ``lock``, the moment the client's
-connection hangs up, without waiting for the event loop
-(:mod:`trioproxy.server.guards.hangup`)."""
+"""A key of ``scope["extensions"]`` the server sets in HTTP/1.1 requests (and,
+for now, in the scope itself): an object with ``arm(action)``, ``disarm()``,
+``fired`` and ``lock``. Once armed, ``action`` runs from a watcher thread,
+under ``lock``, the moment the client's connection hangs up, without
+waiting for the event loop (:mod:`trioproxy.server.guards.hangup`)."""
 
 
 class Hangup(Protocol):
