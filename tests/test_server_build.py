@@ -22,6 +22,7 @@ from functools import partial
 import pytest
 import trio
 
+from tests.conftest import TLSFiles, live_tasks, open_fds, start_sim, wait_for_baseline
 from trioproxy.asgi import CLIENT_HANGUP, Receive, Scope, Send
 from trioproxy.conformance import RawClient
 from trioproxy.server import (
@@ -257,3 +258,21 @@ def test_trioproxy_refuses_to_start_on_other_versions_without_a_traceback() -> N
         "trioproxy: the server was built for other versions than installed: "
         "h11 0.17.3 (needs >=0.16,<0.17)"
     )
+
+
+async def test_a_failed_tls_handshake_leaves_no_socket_open(
+    nursery: trio.Nursery, tls: TLSFiles
+) -> None:
+    """The accept loop is the server's own: the connection closes its socket
+    itself, whichever way it ends (trio.serve_listeners used to)."""
+    origin = await start_sim(nursery, SimUpstream(), tls.certfile, tls.keyfile)
+    host, port = origin.removeprefix("https://").rsplit(":", 1)
+    tasks, fds = live_tasks(), open_fds()
+    with trio.fail_after(10):
+        for _ in range(3):
+            client = await RawClient.connect(host, int(port))
+            await client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")  # no TLS: the handshake fails
+            while await client.read_more():
+                pass  # until the server closes
+            client.close()
+        await wait_for_baseline(tasks, fds)

@@ -59,8 +59,10 @@ class GuardedTCPServer(TCPServer):
             await self._serve()
         except* Exception as group:  # Cancelled (shutdown) is no Exception: it passes on
             log_fault(group)
-            with trio.CancelScope(shield=True):
-                await self.stream.aclose()
+        finally:
+            # Closed whichever way it ended, a failed TLS handshake included
+            # (trio.serve_listeners, which hypercorn used, did this too).
+            await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
         stream = self.stream

@@ -18,6 +18,7 @@ import errno
 import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
+from random import randint
 
 import trio
 from hypercorn.config import Config
@@ -58,7 +59,10 @@ async def serve_guarded(
     quiet_header_loggers()
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
-    context = WorkerContext(None)  # no max_requests: a worker is never recycled
+    max_requests = None
+    if config.max_requests is not None:  # as hypercorn's: recycle after about this many
+        max_requests = config.max_requests + randint(0, config.max_requests_jitter)
+    context = WorkerContext(max_requests)
     with fast_switching():
         hangups = HangupWatcher()
         try:

@@ -153,8 +153,29 @@ class Hangup:
             self._watcher.disarm(self)
 
 
-_switching_lock = threading.Lock()
-_switching = [0, 0.0]  # watchers open in this process, and the interval before the first
+class _SwitchInterval:
+    """The process's GIL switch interval, lowered while any watcher is open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0  # watchers open in this process
+        self._before = 0.0  # the interval when the first opened
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._open == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                sys.setswitchinterval(self._before)
+
+
+_switch_interval = _SwitchInterval()
 
 
 @contextlib.contextmanager
@@ -164,15 +185,8 @@ def fast_switching() -> Iterator[None]:
     The interval belongs to the process, so it is set by the first server to
     open a watcher and given back as it was when the last one closes.
     """
-    with _switching_lock:
-        if _switching[0] == 0:
-            _switching[1] = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH_INTERVAL_S)
-        _switching[0] += 1
+    _switch_interval.enter()
     try:
         yield
     finally:
-        with _switching_lock:
-            _switching[0] -= 1
-            if _switching[0] == 0:
-                sys.setswitchinterval(_switching[1])
+        _switch_interval.leave()

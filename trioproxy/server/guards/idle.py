@@ -8,7 +8,7 @@ tenth of the proxy's CPU. Here each connection has one timer task, started
 with the connection's first request, waiting in one cancel scope whose
 deadline moves: now plus ``keep_alive_timeout`` when idle, never when busy.
 
-The connection's read loop (:meth:`trioproxy.server.tcp.GuardedTCPServer`)
+The connection's read loop (:class:`trioproxy.server.tcp.GuardedTCPServer`)
 is hypercorn's, less the ``fail_after`` it opens around every read even when
 there is no read timeout (there is none here: the body timeout is the relay's).
 
