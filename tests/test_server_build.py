@@ -3,7 +3,8 @@
 - after a proxy and a simulated upstream served (the whole package
   imported, a request relayed and stopped), every attribute of every class
   and module of hypercorn, h11, h2, hpack and hyperframe is the very object
-  it was before, and the GIL switch interval is given back;
+  it was before, the GIL switch interval is given back and no hang-up
+  watcher's thread is left;
 - stock hypercorn (``serve_plain``) still behaves as stock while the
   guarded server runs in the same process;
 - every hypercorn method the server's classes override is still the
@@ -108,6 +109,8 @@ _SERVE_AND_COMPARE = textwrap.dedent(
     )
     print("\\n".join(changed) or "unchanged")
     print("switch interval", "kept" if sys.getswitchinterval() == interval else "changed")
+    import threading
+    print("threads", [t.name for t in threading.enumerate() if t is not threading.main_thread()])
     """
 )
 
@@ -120,7 +123,7 @@ def test_nothing_of_hypercorn_h11_or_h2_changes_when_the_server_serves() -> None
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
-    assert lines == ["unchanged", "switch interval kept"], run.stdout[-3000:]
+    assert lines == ["unchanged", "switch interval kept", "threads []"], run.stdout[-3000:]
 
 
 async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
