@@ -21,6 +21,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import httpx
@@ -153,7 +154,7 @@ async def left_running(sim: SimUpstream, wait_s: float) -> int:
 async def main(args: argparse.Namespace) -> None:
     sim = SimUpstream()
     async with trio.open_nursery() as nursery:
-        (origin,) = await nursery.start(serve_sim, sim)
+        (origin,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
         command = f"{sys.executable} -m trioproxy serve --upstream {{upstream}} --port {{port}}"
         command += f" --admin-key {ADMIN}"
         pid: list[int] = []

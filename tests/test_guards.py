@@ -127,10 +127,12 @@ async def test_idle_timer_never_cuts_a_busy_connection_and_rearms_after_each_req
     assert client.eof and 0.25 <= trio.current_time() - idle_from < 2
 
 
+@pytest.mark.parametrize("where", ["extensions", "scope"])
 async def test_a_client_leaving_calls_the_scope_hook_from_the_read_task(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, where: str
 ) -> None:
-    """The app never calls ``receive()``: only hypercorn's read task can call the hook."""
+    """The app never calls ``receive()``: only hypercorn's read task can call the hook,
+    found in the scope's extensions (or, while the proxy moves there, the scope)."""
     gone = trio.Event()
     started = trio.Event()
 
@@ -139,7 +141,7 @@ async def test_a_client_leaving_calls_the_scope_hook_from_the_read_task(
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             return await send({"type": "lifespan.shutdown.complete"})
-        scope[CLIENT_GONE] = gone.set
+        (scope["extensions"] if where == "extensions" else scope)[CLIENT_GONE] = gone.set
         started.set()
         await trio.sleep_forever()  # a relay waiting on its upstream, say
 

@@ -18,7 +18,7 @@ from trioproxy.proxy.core.bounded import OneLineFormatter
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
-from trioproxy.server import hypercorn_config
+from trioproxy.server import IncompatibleVersions, check_versions, hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
 
 __all__ = ["main"]
@@ -102,6 +102,10 @@ def _setup_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level)
+    try:
+        check_versions()  # every command serves something on the server
+    except IncompatibleVersions as exc:
+        sys.exit(f"trioproxy: {exc}")
     try:
         if args.command == "serve":
             _run_serve(args)
@@ -188,7 +192,8 @@ async def _serve(settings: ServerSettings) -> None:
     proxy = settings.proxy
     async with trio.open_nursery() as nursery:
         if not proxy.upstream:
-            (bound,) = await nursery.start(serve_sim, SimUpstream(SimParams(interval_s=0.02)))
+            sim = SimUpstream(SimParams(interval_s=0.02))
+            (bound,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
             proxy = replace(proxy, upstream=f"{bound}/v1")
             log.info(
                 "no upstream configured: relaying to the built-in simulated upstream at %s/v1",
@@ -221,4 +226,6 @@ async def _serve(settings: ServerSettings) -> None:
 
 async def _sim(args: argparse.Namespace) -> None:
     params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
-    await serve_sim(SimUpstream(params), args.host, args.port, shutdown_trigger=_Stop().wait)
+    await serve_sim(
+        SimUpstream(params), args.host, args.port, server="guarded", shutdown_trigger=_Stop().wait
+    )

@@ -5,6 +5,8 @@ answer, then stops a request in every phase, by FIN and by RST, and prints
 how long the upstream took to see its connection close.
 """
 
+from functools import partial
+
 import httpx
 import trio
 
@@ -20,7 +22,7 @@ __all__ = ["run_demo"]
 async def run_demo() -> list[StopResult]:
     sim = SimUpstream(SimParams(tokens=24, interval_s=0.02))
     async with trio.open_nursery() as nursery:
-        (upstream,) = await nursery.start(serve_sim, sim)
+        (upstream,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
         proxy = ProxyConfig(upstream=f"{upstream}/v1")
         (bound,) = await nursery.start(serve_proxy, proxy, hypercorn_config("127.0.0.1", 0))
         host, port = bound.removeprefix("http://").rsplit(":", 1)

@@ -2,8 +2,10 @@
 
 It reads the request body and answers what the upstream would (the same
 bytes, fetched once from it at start), with no upstream and none of
-trioproxy's patches: what a proxy on this stack is measured against. Run:
-``python -m benchmarks.peers.bare_hypercorn UPSTREAM PORT``.
+trioproxy's guards: what a proxy on this stack is measured against. Run:
+``python -m benchmarks.peers.bare_hypercorn UPSTREAM PORT [guarded]``;
+``guarded`` serves the same app on trioproxy's own server
+(:func:`trioproxy.server.serve_app`), to measure the server alone.
 """
 
 import sys
@@ -13,7 +15,7 @@ import trio
 from hypercorn.trio import serve
 
 from trioproxy.asgi import ASGIApp, Receive, Scope, Send
-from trioproxy.server import hypercorn_config
+from trioproxy.server import hypercorn_config, serve_app
 
 
 def canned(upstream: str) -> tuple[bytes, bytes]:
@@ -44,4 +46,8 @@ def build(content_type: bytes, body: bytes) -> ASGIApp:
 if __name__ == "__main__":
     upstream, port = sys.argv[1], int(sys.argv[2])
     app = build(*canned(upstream))
-    trio.run(serve, app, hypercorn_config("127.0.0.1", port))  # type: ignore[arg-type]
+    config = hypercorn_config("127.0.0.1", port)
+    if sys.argv[3:] == ["guarded"]:
+        trio.run(serve_app, app, config)
+    else:
+        trio.run(serve, app, config)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import httpx
 import trio
@@ -253,8 +254,11 @@ def _json_text(body: bytes) -> str | None:
 async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: int = 0) -> Report:
     """Serve a fresh simulated upstream for the length of ``body``."""
     sim = SimUpstream()
+    # The guarded server: its hang-up watcher times each close when the kernel
+    # reports it, not when this process, busy with a storm, gets to it.
+    serve = partial(serve_sim, sim, "127.0.0.1", port, server="guarded")
     async with trio.open_nursery() as nursery:
-        (origin,) = await nursery.start(serve_sim, sim, "127.0.0.1", port)
+        (origin,) = await nursery.start(serve)
         report = await body(sim, f"{origin}/v1")
         nursery.cancel_scope.cancel()
     return report

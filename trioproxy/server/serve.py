@@ -1,7 +1,11 @@
-"""hypercorn's trio worker, hardened: any ASGI app, served behind the guards.
+"""Serving an ASGI app: on the guarded server, or on stock hypercorn.
 
-:func:`serve_app` reports the bound addresses through ``task_status`` so
-tests can bind port 0. The proxy and the simulated upstream both run on it.
+:func:`serve_app` is the guarded server (:mod:`.worker`), for the proxy and
+the simulated upstream; :func:`serve_plain` is hypercorn's own trio worker,
+unchanged, for anything that wants the stack's floor. Each is chosen by
+calling it: nothing in the process is changed by importing or running
+either. Both report the bound addresses through ``task_status`` so tests
+can bind port 0.
 """
 
 import logging
@@ -10,12 +14,14 @@ from collections.abc import Awaitable, Callable
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
+from hypercorn.utils import wrap_app
 
 from trioproxy.asgi import ASGIApp
-from trioproxy.server import guards
 from trioproxy.server.guards.limits import DEFAULTS, ServerLimits, attach
+from trioproxy.server.versions import check_versions
+from trioproxy.server.worker import serve_guarded
 
-__all__ = ["hypercorn_config", "serve_app"]
+__all__ = ["hypercorn_config", "serve_app", "serve_plain"]
 
 
 def hypercorn_config(
@@ -56,5 +62,18 @@ async def serve_app(
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    guards.install()
+    """Serve ``app`` on the guarded server until the trigger (or a cancel)."""
+    check_versions()
+    wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+    await serve_guarded(wrapped, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+
+
+async def serve_plain(
+    app: ASGIApp,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` on hypercorn's own trio worker, none of the guards."""
     await serve(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)  # type: ignore[arg-type]

@@ -6,7 +6,16 @@ It imports nothing of the proxy: it runs on the shared server
 """
 
 from trioproxy.sim.render import Render, render_for, token_text
-from trioproxy.sim.serve import serve_sim
+from trioproxy.sim.serve import SimServer, serve_sim
 from trioproxy.sim.upstream import Fate, SimParams, SimUpstream
 
-__all__ = ["Fate", "Render", "SimParams", "SimUpstream", "render_for", "serve_sim", "token_text"]
+__all__ = [
+    "Fate",
+    "Render",
+    "SimParams",
+    "SimServer",
+    "SimUpstream",
+    "render_for",
+    "serve_sim",
+    "token_text",
+]

@@ -1,9 +1,11 @@
-"""Patches to hypercorn 0.18 (and its h11 and h2): faults a client can trigger,
+"""Guards for hypercorn 0.18 (and its h11 and h2): faults a client can trigger,
 and per-request and per-write costs measured on the hot path.
 
-Each patches the narrowest point that fixes its fault or cost, once per
-process, when :func:`install` runs; each has a regression test on real
-sockets (``tests/test_guards.py``, ``tests/test_abuse.py``).
+Each is a method of one of the server's subclasses of hypercorn's classes
+(:mod:`trioproxy.server.tcp`, :class:`.http1.GuardedH11Protocol`,
+:class:`.http2.GuardedH2Protocol`) or a piece they call; hypercorn's own
+classes are never changed. Each has a regression test on real sockets
+(``tests/test_guards.py``, ``tests/test_abuse.py``).
 
 - :mod:`.connection`: no exception in one connection's task ends the server
   (the class of fault, whatever the next hypercorn bug of this kind is); a
@@ -37,23 +39,6 @@ Per-server limits are read from hypercorn's ``Config`` (see
 :data:`DEFAULTS`.
 """
 
-from trioproxy.server.guards import connection, fastwrite, gone, hangup, http1, http2, idle
 from trioproxy.server.guards.limits import DEFAULTS, ServerLimits
 
-__all__ = ["DEFAULTS", "ServerLimits", "install"]
-
-_installed = False
-
-
-def install() -> None:
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    connection.install()
-    fastwrite.install()
-    gone.install()
-    hangup.install()
-    idle.install()
-    http1.install()
-    http2.install()
+__all__ = ["DEFAULTS", "ServerLimits"]

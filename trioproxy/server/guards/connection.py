@@ -10,26 +10,28 @@ Closing a connection is never cut short either: hypercorn closes it from
 inside the application's last ``send()``, and an application that cancels
 its own task right then (quart-trio does after every response) used to
 interrupt the close, leaving a ``Connection: close`` socket open until the
-client gave up.
+client gave up. (Both are done by :class:`trioproxy.server.tcp.GuardedTCPServer`.)
+
+At the fd limit the accept loop (:mod:`trioproxy.server.worker`) logs one
+line per 10 s, through :class:`AcceptErrorFilter`, not a traceback every 0.1 s.
 """
 
 import logging
 import time
 import traceback
-from typing import Any
 
-import trio
-from hypercorn.trio.tcp_server import TCPServer
-
-__all__ = ["AcceptErrorFilter", "install"]
+__all__ = ["AcceptErrorFilter", "log_fault"]
 
 log = logging.getLogger("trioproxy.server")
 
 
-def install() -> None:
-    _contain_connection_faults()
-    _shield_connection_close()
-    logging.getLogger("trio.serve_listeners").addFilter(AcceptErrorFilter())
+def log_fault(group: BaseExceptionGroup[Exception]) -> None:
+    """One WARNING line per fault that ended a connection; the traceback at DEBUG."""
+    for exc in group.exceptions:
+        log.warning(
+            "connection ended by a fault: %s: %s (at %s)", type(exc).__name__, exc, _where(exc)
+        )
+        log.debug("the fault's traceback", exc_info=exc)
 
 
 def _where(exc: BaseException) -> str:
@@ -38,37 +40,6 @@ def _where(exc: BaseException) -> str:
         return "?"
     last = frames[-1]
     return f"{last.filename.rsplit('/', 2)[-1]}:{last.lineno}"
-
-
-def _contain_connection_faults() -> None:
-    run = TCPServer.run
-
-    async def contained_run(self: Any) -> None:
-        try:
-            await run(self)
-        except* Exception as group:  # Cancelled (shutdown) is no Exception: it passes on
-            for exc in group.exceptions:
-                log.warning(
-                    "connection ended by a fault: %s: %s (at %s)",
-                    type(exc).__name__,
-                    exc,
-                    _where(exc),
-                )
-                log.debug("the fault's traceback", exc_info=exc)
-            with trio.CancelScope(shield=True):
-                await self.stream.aclose()
-
-    setattr(TCPServer, "run", contained_run)  # noqa: B010 (mypy: method-assign)
-
-
-def _shield_connection_close() -> None:
-    close = TCPServer._close
-
-    async def shielded_close(self: Any) -> None:
-        with trio.CancelScope(shield=True):
-            await close(self)
-
-    setattr(TCPServer, "_close", shielded_close)  # noqa: B010
 
 
 class AcceptErrorFilter(logging.Filter):

@@ -2,6 +2,8 @@
 
 Every byte hypercorn sends goes through ``TCPServer.protocol_send``: take
 the connection's send lock, open a *shielded* cancel scope, ``send_all``.
+:class:`trioproxy.server.tcp.GuardedTCPServer` sends with the two functions
+here instead.
 
 - **Cost.** Under wrk with a thousand paced streams that was 43% of the
   proxy's CPU, one relayed event at a time. When no other write is under
@@ -20,7 +22,7 @@ the connection's send lock, open a *shielded* cancel scope, ``send_all``.
   pgjones/hypercorn#106, is about a teardown that skips the socket's
   shutdown); regression tests: ``tests/test_abuse.py``, ``*never_reads*``.
 
-Errors are turned into hypercorn's ``Closed`` handling, exactly as before.
+Errors are turned into hypercorn's ``Closed`` handling, exactly as hypercorn does.
 """
 
 import contextlib
@@ -29,43 +31,32 @@ import struct
 from typing import Any
 
 import trio
-from hypercorn.events import Closed, RawData
-from hypercorn.trio.tcp_server import TCPServer
 
-from trioproxy.server.guards.limits import limits_of
-
-__all__ = ["install"]
+__all__ = ["send_bounded", "write_now"]
 
 
-def install() -> None:
-    protocol_send = TCPServer.protocol_send
+def write_now(stream: object, data: bytes) -> bytes:
+    """Write what the socket takes at once, if ``stream`` is a plain TCP stream;
+    return what is left to send the long way (all of it under TLS)."""
+    if type(stream) is not trio.SocketStream:
+        return data
+    try:
+        sent = os.write(stream.socket.fileno(), data)
+    except OSError:  # would block, or broken: the long way says which
+        return data
+    return data[sent:]
 
-    async def fast_protocol_send(self: Any, event: Any) -> None:
-        if type(event) is not RawData:
-            return await protocol_send(self, event)
-        stream = self.stream
-        data = event.data
-        plain = type(stream) is trio.SocketStream
-        if plain and not self.send_lock.locked():
-            try:
-                sent = os.write(stream.socket.fileno(), data)
-            except OSError:  # would block, or broken: the long way says which
-                sent = 0
-            if sent == len(data):
-                return None
-            data = data[sent:]
-        async with self.send_lock:
-            try:
-                stall_s = limits_of(self.config).send_stall_s
-                if plain:
-                    await _send_plain(stream, data, stall_s)
-                else:
-                    await _send_tls(stream, data, stall_s)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.protocol.handle(Closed())
-        return None
 
-    setattr(TCPServer, "protocol_send", fast_protocol_send)  # noqa: B010 (mypy: method-assign)
+async def send_bounded(stream: object, data: bytes, stall_s: float) -> None:
+    """Send all of ``data``, resetting a client that takes no byte for ``stall_s``.
+
+    Raises ``trio.BrokenResourceError`` or ``trio.ClosedResourceError`` as
+    ``send_all`` does; a cancel while waiting aborts the connection.
+    """
+    if type(stream) is trio.SocketStream:
+        await _send_plain(stream, data, stall_s)
+    else:
+        await _send_tls(stream, data, stall_s)
 
 
 async def _send_plain(stream: trio.SocketStream, data: bytes, stall_s: float) -> None:

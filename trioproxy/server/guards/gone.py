@@ -7,32 +7,32 @@ there, one trio batch later, and only then closes the upstream. In a storm
 of stops each batch holds the relay work of every other stream, so that
 hop was a stop's longest wait.
 
-Here the read task itself calls the request's :data:`CLIENT_GONE` hook, if
-the application put one in its scope, before hypercorn queues the message:
-the upstream socket closes in the very step that saw the client go. The
-message is still queued and the watcher still runs; the hook only comes
-first. The hook must be synchronous and must not raise.
+Here the protocol, as it closes a stream, first calls the request's
+:data:`~trioproxy.asgi.CLIENT_GONE` hook, if the application put one in the
+scope's ``extensions`` (or, for now, in the scope itself), before hypercorn
+queues the message: the upstream socket closes in the very step that saw
+the client go. The message is still queued and the watcher still runs; the
+hook only comes first. The hook must be synchronous and must not raise.
 """
 
+from collections.abc import Callable
 from typing import Any
-
-from hypercorn.protocol.events import StreamClosed
-from hypercorn.protocol.http_stream import HTTPStream
 
 from trioproxy.asgi import CLIENT_GONE
 
-__all__ = ["install"]
+__all__ = ["call_client_gone"]
 
 
-def install() -> None:
-    handle = HTTPStream.handle
-
-    async def handle_gone_first(self: Any, event: Any) -> None:
-        if type(event) is StreamClosed:
-            scope = getattr(self, "scope", None)  # none before the request's head
-            hook = scope.get(CLIENT_GONE) if scope is not None else None
-            if hook is not None:
-                hook()
-        await handle(self, event)
-
-    setattr(HTTPStream, "handle", handle_gone_first)  # noqa: B010 (mypy: method-assign)
+def call_client_gone(stream: object) -> None:
+    """Call the hook of the request ``stream`` carries, if it has one."""
+    scope: dict[str, Any] | None = getattr(stream, "scope", None)  # none before the head
+    if scope is None:
+        return
+    extensions = scope.get("extensions")
+    hook: Callable[[], None] | None = None
+    if extensions is not None:
+        hook = extensions.get(CLIENT_GONE)
+    if hook is None:
+        hook = scope.get(CLIENT_GONE)  # where the proxy put it before extensions
+    if hook is not None:
+        hook()

@@ -6,13 +6,14 @@ work of every other stream and the set-up of every new request: in a storm
 of a thousand stops the batches ran 20-150 ms, and a stop landing in one
 waited for all of it.
 
-Here one daemon thread per process blocks in its own epoll on the client
+Here one daemon thread per serving server (:class:`HangupWatcher`, opened
+by the serve loop for its lifetime) blocks in its own epoll on the client
 sockets of the requests that *armed* their hang-up (HTTP/1.1 only), for
 ``EPOLLRDHUP`` (a FIN) and ``EPOLLHUP``/``EPOLLERR`` (a reset). When one
 fires, the thread runs the request's action at once, which needs the GIL
-only between two bytecodes of the loop's thread (``sys.setswitchinterval``,
-set to 1 ms by the server) and not the end of its batch. A collector pass
-still holds the GIL for its whole length.
+only between two bytecodes of the loop's thread (the switch interval is
+1 ms while a watcher is open, see :func:`fast_switching`) and not the end of
+its batch. A collector pass still holds the GIL for its whole length.
 
 The action must be thread-safe and small: the proxy's shuts down the
 upstream socket, which is all the model server needs to see; everything
@@ -35,14 +36,9 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
-from hypercorn.protocol.h11 import H11Protocol
-
-from trioproxy.asgi import CLIENT_HANGUP
-
-__all__ = ["Hangup", "install"]
+__all__ = ["SWITCH_INTERVAL_S", "Hangup", "HangupWatcher", "fast_switching"]
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _EVENTS = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR | select.EPOLLONESHOT
@@ -50,15 +46,26 @@ SWITCH_INTERVAL_S = 0.001
 """How long the loop's thread may hold the GIL while the watcher waits for it."""
 
 
-class _Watcher:
+class HangupWatcher:
+    """The epoll and the thread that act on armed hang-ups, for one server's lifetime.
+
+    Created before the server accepts and closed after its last connection:
+    nothing of it is left in the process, and a forked child never shares it.
+    """
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.armed: dict[int, Hangup] = {}
         self._epoll = select.epoll()
+        self._wake_r, self._wake_w = os.pipe()  # readable: the thread must end
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def arm(self, hangup: "Hangup") -> None:
         with self.lock:
+            if self._closed:
+                return
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="trioproxy-hangup", daemon=True
@@ -81,9 +88,26 @@ class _Watcher:
                 with contextlib.suppress(OSError):  # closed: the kernel dropped it
                     self._epoll.unregister(hangup.fd)
 
+    def close(self) -> None:
+        """End the thread; every hang-up still armed is disarmed."""
+        with self.lock:
+            self._closed = True
+            for hangup in self.armed.values():
+                hangup.action = None
+            self.armed.clear()
+            thread = self._thread
+        os.write(self._wake_w, b"x")
+        if thread is not None:
+            thread.join()
+        self._epoll.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
     def _run(self) -> None:
         while True:
             for fd, _ in self._epoll.poll():
+                if fd == self._wake_r:
+                    return
                 with self.lock:
                     hangup = self.armed.get(fd)
                     if hangup is None or hangup.action is None or not _hung_up(fd):
@@ -100,69 +124,69 @@ def _hung_up(fd: int) -> bool:
     return any(events & _HUNG_UP for _, events in poller.poll(0))
 
 
-_watcher = _Watcher()
-
-
-def _after_fork() -> None:
-    """A forked child has no watcher thread, and must not share the parent's epoll."""
-    global _watcher
-    _watcher = _Watcher()
-    Hangup.lock = _watcher.lock
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
 class Hangup:
     """One client connection's hang-up, as the application sees it in its scope."""
 
-    __slots__ = ("action", "fd", "fired")
+    __slots__ = ("_watcher", "action", "fd", "fired")
 
-    lock = _watcher.lock
-    """Held while an action runs: what the action touches, take it to change."""
-
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, watcher: HangupWatcher) -> None:
         self.fd = fd
+        self._watcher = watcher
         self.action: Callable[[], None] | None = None
         self.fired = False
         """The action ran: the client hung up while it was armed."""
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held while an action runs: what the action touches, take it to change."""
+        return self._watcher.lock
 
     def arm(self, action: Callable[[], None]) -> None:
         """Run ``action`` from the watcher thread if the client hangs up before :meth:`disarm`."""
         self.fired = False
         self.action = action
-        _watcher.arm(self)
+        self._watcher.arm(self)
 
     def disarm(self) -> None:
         """After this returns, the action never runs."""
-        if self.action is not None or _watcher.armed.get(self.fd) is self:
-            _watcher.disarm(self)
+        if self.action is not None or self._watcher.armed.get(self.fd) is self:
+            self._watcher.disarm(self)
 
 
-def _client_fd(protocol: Any) -> int | None:
-    server = getattr(protocol.send, "__self__", None)  # hypercorn's TCPServer
-    stream = getattr(server, "stream", None)
-    stream = getattr(stream, "transport_stream", stream)  # under TLS, the TCP stream
-    sock = getattr(stream, "socket", None)
-    return sock.fileno() if sock is not None else None
+class _SwitchInterval:
+    """The process's GIL switch interval, lowered while any watcher is open."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0  # watchers open in this process
+        self._before = 0.0  # the interval when the first opened
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._open == 0:
+                self._before = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._open += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                sys.setswitchinterval(self._before)
 
 
-def install() -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    create_stream = H11Protocol._create_stream
+_switch_interval = _SwitchInterval()
 
-    async def _create_stream(self: Any, request: Any) -> None:
-        await create_stream(self, request)
-        scope = getattr(self.stream, "scope", None)
-        if scope is None:
-            return
-        hangup = getattr(self, "_trioproxy_hangup", None)
-        if hangup is None:  # one per connection, for each of its requests in turn
-            fd = _client_fd(self)
-            if fd is None:
-                return
-            hangup = Hangup(fd)
-            self._trioproxy_hangup = hangup
-        scope[CLIENT_HANGUP] = hangup
 
-    setattr(H11Protocol, "_create_stream", _create_stream)  # noqa: B010 (mypy: method-assign)
+@contextlib.contextmanager
+def fast_switching() -> Iterator[None]:
+    """The GIL switch interval at :data:`SWITCH_INTERVAL_S` while a watcher is open.
+
+    The interval belongs to the process, so it is set by the first server to
+    open a watcher and given back as it was when the last one closes.
+    """
+    _switch_interval.enter()
+    try:
+        yield
+    finally:
+        _switch_interval.leave()

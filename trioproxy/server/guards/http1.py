@@ -33,6 +33,11 @@
    last ``send()``; it is shielded so that an application cancelling itself
    right then cannot leave the connection half recycled or unclosed.
 
+Each guard is a method of :class:`GuardedH11Protocol`, hypercorn's HTTP/1.1
+protocol class subclassed; hypercorn's own class is never changed. The same
+class hands each request its connection's hang-up (:mod:`.hangup`) and calls
+the request's :data:`~trioproxy.asgi.CLIENT_GONE` hook (:mod:`.gone`).
+
 6. ``Upgrade: h2c`` is ignored (RFC 9110 section 7.8 lets a server ignore
    an upgrade): the request is answered over HTTP/1.1. hypercorn switched to
    h2c on any route, ``/admin/`` included, with no or an invalid
@@ -43,6 +48,7 @@
 """
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -51,11 +57,18 @@ import trio
 from h11._readers import maybe_read_from_IDLE_client
 from h11._receivebuffer import ReceiveBuffer
 from h11._writers import ChunkedWriter
-from hypercorn.events import RawData
+from hypercorn.config import Config
+from hypercorn.events import Event, RawData
 from hypercorn.protocol.events import Body, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 
-__all__ = ["StrictConnection", "install"]
+from trioproxy.asgi import CLIENT_HANGUP
+from trioproxy.server.guards.gone import call_client_gone
+from trioproxy.server.guards.hangup import Hangup
+
+__all__ = ["GuardedH11Protocol", "StrictConnection"]
 
 _BLANK = re.compile(rb"\n\r?\n")  # h11's end of a head
 _FOLD = re.compile(rb"\r?\n[ \t]")
@@ -127,19 +140,30 @@ class StrictConnection(h11.Connection):
         return event
 
 
-def install() -> None:
-    init = H11Protocol.__init__
-    maybe_recycle = H11Protocol._maybe_recycle
-    stream_send = H11Protocol.stream_send
-    check_protocol = H11Protocol._check_protocol
+class GuardedH11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1 protocol with the guards above as its methods."""
 
-    async def _check_protocol(self: Any, request: h11.Request) -> None:
-        # hypercorn's check answers 101 to an h2c upgrade (and hands the
-        # h2c preface to its h2 side, which a request with headers is not).
-        if not _asks_h2c(request):
-            await check_protocol(self, request)
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        connection_state: ConnectionState,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Callable[[Event], Awaitable[None]],
+        *,
+        hangup: Hangup | None = None,
+    ) -> None:
+        super().__init__(
+            app, config, context, task_group, connection_state, ssl, client, server, send
+        )
+        self.connection = StrictConnection(config.h11_max_incomplete_size)
+        self._hangup = hangup  # one per connection, for each of its requests in turn
 
-    async def _stream_send(self: Any, event: Any) -> None:
+    async def stream_send(self, event: StreamEvent) -> None:
         if type(event) is Body:
             connection = self.connection
             if connection.our_state is h11.SEND_BODY and type(connection._writer) is ChunkedWriter:
@@ -152,17 +176,31 @@ def install() -> None:
         # request on a connection that is closing (RFC 9112 section 9.6).
         if type(event) is Response and self.connection.their_state is h11.SEND_BODY:
             event = replace(event, headers=[*event.headers, (b"connection", b"close")])
-        await stream_send(self, event)
+        await super().stream_send(event)
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self.connection = StrictConnection(self.config.h11_max_incomplete_size)
+    async def _check_protocol(self, event: h11.Request) -> None:
+        # hypercorn's check answers 101 to an h2c upgrade (and hands the
+        # h2c preface to its h2 side, which a request with headers is not).
+        if not _asks_h2c(event):
+            await super()._check_protocol(event)
 
-    async def _maybe_recycle(self: Any) -> None:
+    async def _create_stream(self, request: h11.Request) -> None:
+        await super()._create_stream(request)
+        scope: dict[str, Any] | None = getattr(self.stream, "scope", None)
+        if scope is not None and self._hangup is not None:
+            scope.setdefault("extensions", {})[CLIENT_HANGUP] = self._hangup
+            scope[CLIENT_HANGUP] = self._hangup  # where the proxy looked before extensions
+
+    async def _close_stream(self) -> None:
+        if self.stream is not None:
+            call_client_gone(self.stream)
+        await super()._close_stream()
+
+    async def _maybe_recycle(self) -> None:
         # Shielded from the app's own cancel, but bounded: it puts the
         # disconnect in the app's queue, which a stuck app may never empty.
         with trio.CancelScope(shield=True, deadline=trio.current_time() + _RECYCLE_S):
-            await maybe_recycle(self)
+            await super()._maybe_recycle()
         connection = self.connection
         if (
             connection.our_state is h11.IDLE
@@ -172,8 +210,3 @@ def install() -> None:
             # Hypercorn would have resumed its paused read loop here; the
             # guard never paused it, so the waiting request is served now.
             await self._handle_events()
-
-    setattr(H11Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
-    setattr(H11Protocol, "stream_send", _stream_send)  # noqa: B010
-    setattr(H11Protocol, "_maybe_recycle", _maybe_recycle)  # noqa: B010
-    setattr(H11Protocol, "_check_protocol", _check_protocol)  # noqa: B010

@@ -37,8 +37,9 @@
    takes them in turn.
 
 7. Logs. hpack logs every header block it decodes, values and all (client
-   and admin keys included), at DEBUG, and h2 can log frames: their loggers
-   are set above CRITICAL, so ``--log-level DEBUG`` prints none of it.
+   and admin keys included), at DEBUG, and h2 can log frames: the serve loop
+   sets their loggers above CRITICAL (:func:`quiet_header_loggers`), so
+   ``--log-level DEBUG`` prints none of it.
 
 8. A connection's end releases its streams' sends. hypercorn's send task
    stops when the connection closes, so an answer's end waiting in
@@ -46,24 +47,30 @@
    that left after a whole JSON answer was queued) waited for good: the
    request never ended, never logged, and held its key's slot. Every stream
    buffer is closed with the connection, which ends those sends.
+
+Each guard is a method of :class:`GuardedH2Protocol`, hypercorn's HTTP/2
+protocol class subclassed; hypercorn's own classes are never changed.
 """
 
 import contextlib
 import logging
 import re
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import h2.errors
 import h2.events
 import h2.exceptions
-import hypercorn.protocol.h2 as hypercorn_h2
-from hypercorn.events import Closed
-from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event
+from hypercorn.protocol.h2 import BufferCompleteError, H2Protocol, StreamBuffer
+from hypercorn.typing import AppWrapper, ConnectionState, TaskGroup, WorkerContext
 
 from trioproxy.server.guards.frames import BudgetedFrameBuffer, FrameBudget
+from trioproxy.server.guards.gone import call_client_gone
 from trioproxy.server.guards.limits import limits_of
 
-__all__ = ["FlowControlledBuffer", "install"]
+__all__ = ["FlowControlledBuffer", "GuardedH2Protocol", "quiet_header_loggers"]
 
 log = logging.getLogger("trioproxy.server")
 
@@ -73,32 +80,60 @@ _PATH = re.compile(rb"[\x21-\x7e]+")
 
 
 class FlowControlledBuffer(StreamBuffer):
-    """hypercorn's per-stream send buffer, holding at most ``high_water`` bytes
-    (plus the one chunk that crossed it) for a client that is not reading."""
+    """A stream's send buffer holding at most ``high_water`` bytes (plus the one
+    chunk that crossed it) for a client that is not reading.
 
-    high_water = limits_of(None).h2_stream_buffer_bytes
-    frames: FrameBudget | None = None
-    """The connection's budget, told of each DATA frame taken to be sent."""
+    It has hypercorn's ``StreamBuffer`` interface (the protocol calls only
+    that) and none of its state: every method is its own.
+    """
+
+    def __init__(self, high_water: int, frames: FrameBudget) -> None:
+        # No super().__init__(): the base's state would go unused.
+        self.buffer = bytearray()
+        self.high_water = high_water
+        self.frames = frames  # told of each DATA frame taken to be sent
+        self._done = False  # no more pushes: the response's body has ended
+        # As hypercorn's: both start unset, so the first drain waits for the
+        # send task's first pop, and a push past high water for a pop after it.
+        self._empty = trio.Event()  # set: all pushed so far was popped
+        self._room = trio.Event()  # set: a pop left room since push last waited
+
+    async def drain(self) -> None:
+        await self._empty.wait()
+
+    def set_complete(self) -> None:
+        self._done = True
+
+    async def close(self) -> None:
+        self._done = True
+        self.buffer = bytearray()
+        self._empty.set()
+        self._room.set()
+
+    @property
+    def complete(self) -> bool:
+        return self._done and not self.buffer
 
     async def push(self, data: bytes) -> None:
-        if self._complete:
-            raise hypercorn_h2.BufferCompleteError()
+        if self._done:
+            raise BufferCompleteError()
         self.buffer.extend(data)
-        await self._is_empty.clear()
+        if self._empty.is_set():
+            self._empty = trio.Event()
         if len(self.buffer) >= self.high_water:
-            await self._paused.wait()
-            await self._paused.clear()
+            await self._room.wait()
+            self._room = trio.Event()
 
     async def pop(self, max_length: int) -> bytes:
         length = min(len(self.buffer), max_length)
         data = bytes(self.buffer[:length])
         del self.buffer[:length]
-        if data and self.frames is not None:
+        if data:
             self.frames.data_frame_sent()  # hypercorn sends what it pops as one frame
         if len(self.buffer) < self.high_water // 2:  # what is left, not what was taken
-            await self._paused.set()
+            self._room.set()
         if not self.buffer:
-            await self._is_empty.set()
+            self._empty.set()
         return data
 
 
@@ -124,25 +159,45 @@ _SILENT = logging.CRITICAL + 1
 _HEADER_LOGGERS = ("hpack", "h2")
 
 
-def install() -> None:
+def quiet_header_loggers() -> None:
+    """hpack's and h2's loggers print nothing, at any level the process logs at."""
     for name in _HEADER_LOGGERS:
         logging.getLogger(name).setLevel(_SILENT)
-    setattr(hypercorn_h2, "StreamBuffer", FlowControlledBuffer)  # noqa: B010 (mypy: misc)
-    init = H2Protocol.__init__
-    handle_events = H2Protocol._handle_events
-    create_stream = H2Protocol._create_stream
-    handle_event = H2Protocol.handle
 
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
+
+class GuardedH2Protocol(H2Protocol):
+    """hypercorn's HTTP/2 protocol with the guards above as its methods."""
+
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        context: WorkerContext,
+        task_group: TaskGroup,
+        connection_state: ConnectionState,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        super().__init__(
+            app, config, context, task_group, connection_state, ssl, client, server, send
+        )
+        self._limits = limits_of(config)
+        self._frames = FrameBudget(self._limits)
         # Nothing has been received yet: the parser can be swapped whole.
-        self._trioproxy_frames = FrameBudget(limits_of(self.config))
-        self.connection.incoming_buffer = BudgetedFrameBuffer(self._trioproxy_frames, self.client)
+        self.connection.incoming_buffer = BudgetedFrameBuffer(self._frames, client)
 
-    async def _priority_updated(self: Any, event: h2.events.PriorityUpdated) -> None:
+    async def handle(self, event: Event) -> None:
+        await super().handle(event)
+        if isinstance(event, Closed):  # guard 8: no send waits for a closed connection
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()
+
+    async def _priority_updated(self, event: h2.events.PriorityUpdated) -> None:
         return  # ignored: no tree node for a stream never opened, no re-weighting
 
-    async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
         reset_now = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset)}
         known: list[h2.events.Event] = []
         for event in events:
@@ -156,7 +211,7 @@ def install() -> None:
                     continue  # reset in the same read: never started, never sent upstream
                 # Streams are created while events are handled: a stream
                 # opened in this batch must exist before its DATA is checked.
-                await handle_events(self, [*known, event])
+                await super()._handle_events([*known, event])
                 known = []
                 continue
             if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
@@ -166,26 +221,21 @@ def install() -> None:
                     )
                 continue
             known.append(event)
-        await handle_events(self, known)
+        await super()._handle_events(known)
 
-    async def _create_stream(self: Any, request: h2.events.RequestReceived) -> None:
-        await create_stream(self, request)
-        buffer = self.stream_buffers.get(request.stream_id)
-        if buffer is not None:
-            buffer.high_water = limits_of(self.config).h2_stream_buffer_bytes
-            buffer.frames = self._trioproxy_frames
+    async def _create_stream(self, request: h2.events.RequestReceived) -> None:
+        await super()._create_stream(request)
+        # hypercorn made its own buffer; nothing was pushed into it while the
+        # stream started (the app's task has not run yet), so it is replaced.
+        stream_id = request.stream_id
+        theirs = self.stream_buffers.get(stream_id)
+        if theirs is not None and not theirs.buffer and not theirs.complete:
+            self.stream_buffers[stream_id] = FlowControlledBuffer(
+                self._limits.h2_stream_buffer_bytes, self._frames
+            )
 
-    async def handle(self: Any, event: Any) -> None:
-        await handle_event(self, event)
-        if isinstance(event, Closed):
-            # hypercorn's sender stops with the connection, so an answer's end
-            # waiting for a window that never opened (drain()) waited for good,
-            # and its request with it: release every stream's send.
-            for buffer in list(self.stream_buffers.values()):
-                await buffer.close()
-
-    setattr(H2Protocol, "__init__", __init__)  # noqa: B010 (mypy: method-assign)
-    setattr(H2Protocol, "handle", handle)  # noqa: B010
-    setattr(H2Protocol, "_priority_updated", _priority_updated)  # noqa: B010
-    setattr(H2Protocol, "_handle_events", _handle_events)  # noqa: B010
-    setattr(H2Protocol, "_create_stream", _create_stream)  # noqa: B010
+    async def _close_stream(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            call_client_gone(stream)
+        await super()._close_stream(stream_id)
