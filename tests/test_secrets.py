@@ -15,7 +15,7 @@ import trio
 
 from tests.conftest import start_proxy, start_sim
 from tests.test_cli import CLI, children, run_cli
-from tests.test_workers import MAX_TRIES, Conn, worker_of
+from tests.test_workers import Conn, only_worker, worker_of
 from trioproxy.conformance import free_port
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
@@ -48,17 +48,15 @@ async def test_workers_hold_no_key_in_their_command_line_yet_use_every_key(
                 for key in KEYS.values():
                     assert key.encode() not in argv, argv
             # Each worker uses every key: the client's, the upstream's, the metrics' and
-            # the admin's, all on one connection (one worker), until both have served.
-            # Four connections at a time: one after another, all may go to one worker.
+            # the admin's, on a connection it was made to accept.
             served: set[int] = set()
-            for n in range(0, MAX_TRIES, 4):
-                if served == set(workers):
-                    break
-                conns = [await Conn.open(port) for _ in range(4)]
-                async with trio.open_nursery() as checks:
-                    for i, conn in enumerate(conns):
-                        checks.start_soon(_every_key_on_one, conn, sim, f"r{n + i}", served)
-            assert served == set(workers), "the kernel gave every connection to one worker"
+            for n, pid in enumerate(workers):
+                async with only_worker(set(workers), pid):
+                    conn = await Conn.open(port)
+                    status, _ = await conn.request("GET", "/health")  # accepted by pid
+                assert status == 200
+                await _every_key_on_one(conn, sim, f"r{n}", served)
+            assert served == set(workers)
             proxy.process.send_signal(signal.SIGTERM)
             assert await proxy.process.wait() == 0
             log = (await proxy.drain()).decode()

@@ -50,11 +50,6 @@ max_concurrent = 1
 name = "bob"
 key_env = "TP_BOB"
 """
-MAX_TRIES = 60
-"""Connections opened at most until both workers have served one. Opened one
-after another, a run of 24 once all went to the same worker: the kernel wakes
-every worker on a connection and the first to run takes it, so they are opened
-in pairs or fours at a time."""
 
 
 @dataclass
@@ -166,20 +161,32 @@ async def open_stream(server: Server, key: str, sim_id: str) -> RawClient:
 
 
 async def streams_on_both_workers(server: Server) -> tuple[list[RawClient], list[dict[str, str]]]:
-    """Open streams until both workers hold some; the admin's listing of them."""
+    """Two streams held on each worker; the admin's listing of them."""
     clients: list[RawClient] = []
+    for worker in sorted(server.workers()):
+        async with only_worker(server.workers(), worker):
+            for _ in range(2):
+                clients.append(await open_stream(server, KEYS["TP_BOB"], f"s{len(clients)}"))
+    listing = (await admin(server))["requests"]
+    assert {worker_of(r["id"]) for r in listing} == server.workers()
+    return clients, listing
 
-    async def one(n: int) -> None:
-        clients.append(await open_stream(server, KEYS["TP_BOB"], f"s{n}"))
 
-    for pair in range(0, MAX_TRIES, 2):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(one, pair)
-            nursery.start_soon(one, pair + 1)
-        listing = (await admin(server))["requests"]
-        if len(clients) >= 4 and {worker_of(r["id"]) for r in listing} == server.workers():
-            return clients, listing
-    raise AssertionError(f"the kernel gave {MAX_TRIES} connections to one worker")
+@asynccontextmanager
+async def only_worker(workers: set[int], worker: int) -> AsyncIterator[None]:
+    """Every worker but ``worker`` stopped (SIGSTOP) while inside: a connection
+    opened and answered inside is ``worker``'s for good. Which worker takes a
+    connection is otherwise the kernel's choice: it wakes every worker and the
+    first to run takes it, and a busy machine gave 60 in a row to one worker.
+    Inside, call nothing that asks the other workers (the admin's listing)."""
+    others = workers - {worker}
+    for pid in others:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGCONT)
 
 
 async def test_the_admin_lists_and_cancels_every_workers_requests(server: Server) -> None:
@@ -242,15 +249,15 @@ async def test_every_scrape_counts_the_whole_server(server: Server) -> None:
             for kind in usage:
                 usage[kind] += json.loads(answer)["usage"][f"{kind}_tokens"]
 
-        done, served_by = 0, set[int]()
-        while served_by != server.workers() or done < 6:
-            assert done < MAX_TRIES, "the kernel gave every connection to one worker"
-            async with trio.open_nursery() as nursery:
-                for _ in range(4):
+        done = 0
+        for worker in sorted(server.workers()):
+            async with only_worker(server.workers(), worker), trio.open_nursery() as nursery:
+                for _ in range(3):
                     nursery.start_soon(one)
-            done += 4
-            recent = (await admin(server))["recent"]
-            served_by = {worker_of(r["id"]) for r in recent if r["path"] == "/v1/chat/completions"}
+            done += 3
+        recent = (await admin(server))["recent"]
+        served_by = {worker_of(r["id"]) for r in recent if r["path"] == "/v1/chat/completions"}
+        assert served_by == server.workers()
         for _ in range(6):  # whichever worker answers
             metrics = await scrape(server)
             assert completed(metrics) == done
@@ -267,22 +274,13 @@ async def test_every_scrape_counts_the_whole_server(server: Server) -> None:
 
 
 async def a_connection_on_another_worker(server: Server, worker: int) -> Conn:
-    """Open connections four at a time until one is served by a worker other than ``worker``."""
-    for _ in range(0, MAX_TRIES, 4):
-        conns = [await Conn.open(server.port) for _ in range(4)]
-        async with trio.open_nursery() as nursery:
-            for conn in conns:
-                nursery.start_soon(conn.request, "GET", "/v1/models", KEYS["TP_BOB"])
-        recent = (await admin(server))["recent"]
-        worker_by_port = {int(r["client"].rsplit(":", 1)[1]): worker_of(r["id"]) for r in recent}
-        found = [c for c in conns if worker_by_port[c.local_port] != worker]
-        keep = found[0] if found else None
-        for conn in conns:
-            if conn is not keep:
-                await conn.aclose()
-        if keep is not None:
-            return keep
-    raise AssertionError(f"the kernel gave {MAX_TRIES} connections to one worker")
+    """A keep-alive connection that a worker other than ``worker`` serves."""
+    (other, *_) = server.workers() - {worker}
+    async with only_worker(server.workers(), other):
+        conn = await Conn.open(server.port)
+        status, _ = await conn.request("GET", "/health")  # answered: accepted by ``other``
+    assert status == 200
+    return conn
 
 
 async def test_a_keys_limit_holds_across_workers_and_a_stop_frees_it_at_once(
