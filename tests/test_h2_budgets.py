@@ -129,19 +129,25 @@ def ping() -> Frame:
     return frame
 
 
+# Written by hand: hyperframe's ExtensionFrame serializes a length of 0 with its body.
+PRIORITY_UPDATE = b"\x00\x00\x07\x10\x00\x00\x00\x00\x00" + b"\x00\x00\x00\x01u=0"
+
+
 def empty_data() -> Frame:
     return DataFrame(1)  # no data, no END_STREAM
 
 
 # Each kind: what opens the flood (a stream for DATA, a header block for
 # CONTINUATION), and one frame of the flood.
-FLOODS: dict[str, tuple[list[Frame], Callable[[], Frame]]] = {
+FLOODS: dict[str, tuple[list[Frame], Callable[[], Frame | bytes]]] = {
     "PRIORITY": ([], lambda: priority(7, weight=200)),
     "WINDOW_UPDATE": ([], window_update),
     "SETTINGS": ([], lambda: SettingsFrame(0)),
     "PING": ([], ping),
     "empty DATA": ([headers(1, "/v1/chat/completions", method="POST", end=False)], empty_data),
     "CONTINUATION": ([HeadersFrame(1)], lambda: ContinuationFrame(1)),  # a block never ended
+    # PRIORITY_UPDATE (RFC 9218, type 0x10): a type h2 does not know, read and ignored.
+    "GOAWAY, ALTSVC or unknown-type": ([], lambda: PRIORITY_UPDATE),
 }  # resets: test_abuse.py::test_h2_rapid_reset_opens_nothing_upstream_and_ends_in_goaway
 LIMIT = 20
 SMALL = ServerLimits(
@@ -151,6 +157,7 @@ SMALL = ServerLimits(
     h2_max_pings_per_s=LIMIT,
     h2_max_empty_data_per_s=LIMIT,
     h2_max_continuations_per_s=LIMIT,  # under h2's own 64 a block, so the budget is what acts
+    h2_max_other_frames_per_s=LIMIT,
 )
 
 
@@ -209,7 +216,10 @@ def _flood_bytes(kind: str) -> tuple[bytes, bytes]:
     if kind == "PRIORITY":  # the stall: a chain would end the connection in a fault first
         return b"", b"".join(f.serialize() for f in siblings_reweighted(2000))
     opening, frame = FLOODS[kind]
-    return b"".join(f.serialize() for f in opening), frame().serialize() * 2000
+    one = frame()
+    return b"".join(f.serialize() for f in opening), (
+        one if isinstance(one, bytes) else one.serialize()
+    ) * 2000
 
 
 async def _flood(

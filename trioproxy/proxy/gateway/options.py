@@ -134,6 +134,8 @@ OPTIONS: tuple[Option, ...] = (
            "per connection per second before GOAWAY", "N", toml="limits.h2_max_empty_data_per_s"),
     Option("h2_max_continuations", int, 500, "HTTP/2 CONTINUATION frames per connection per "
            "second before GOAWAY", "N", toml="limits.h2_max_continuations_per_s"),
+    Option("h2_max_other_frames", int, 100, "HTTP/2 GOAWAY, ALTSVC and unknown-type frames "
+           "per connection per second before GOAWAY", "N", toml="limits.h2_max_other_frames_per_s"),
     Option("send_stall", float, 60.0, "cut off a client that takes no byte of an answer for "
            "this long", "S", toml="limits.send_stall_s"),
     Option("api_key", str, [], "clients must send `Authorization: Bearer KEY` (repeatable); "

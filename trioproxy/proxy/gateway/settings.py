@@ -112,6 +112,7 @@ def load(
             h2_max_pings_per_s=int(v["h2_max_pings"]),
             h2_max_empty_data_per_s=int(v["h2_max_empty_data"]),
             h2_max_continuations_per_s=int(v["h2_max_continuations"]),
+            h2_max_other_frames_per_s=int(v["h2_max_other_frames"]),
             send_stall_s=float(v["send_stall"]),
         ),
         proxy=proxy,

@@ -1,10 +1,13 @@
 """HTTP/2 frame budgets: how many frames of each kind that asks work of the
 server, but carries no request, one connection may send in a second.
 
-A PRIORITY, WINDOW_UPDATE, SETTINGS or PING frame, an empty DATA frame or a
-CONTINUATION costs h2 and hypercorn a few microseconds, and a client can send
+A PRIORITY, WINDOW_UPDATE, SETTINGS or PING frame, an empty DATA frame, a
+CONTINUATION, or a frame h2 reads and ignores (GOAWAY, ALTSVC, a type it does
+not know, such as PRIORITY_UPDATE) costs h2 and hypercorn a few microseconds, and a client can send
 a million of them in a few seconds at 13 bytes each, while every other client
-on the process waits. RST_STREAM is counted the same way ("rapid reset").
+on the process waits. RST_STREAM is counted the same way ("rapid reset"). Every kind of frame
+has a budget, then: HEADERS open streams (bounded by the streams' own limit)
+and DATA with data is bounded by flow control.
 
 Each kind has a budget per connection and per second
 (``ServerLimits.h2_max_*_per_s``). Frames are counted where h2 parses them,
@@ -30,9 +33,12 @@ import h2.exceptions
 import trio
 from h2.frame_buffer import FrameBuffer
 from hyperframe.frame import (
+    AltSvcFrame,
     ContinuationFrame,
     DataFrame,
+    ExtensionFrame,
     Frame,
+    GoAwayFrame,
     PingFrame,
     PriorityFrame,
     RstStreamFrame,
@@ -59,6 +65,9 @@ _KINDS: dict[type[Frame], str] = {
     ContinuationFrame: "CONTINUATION",
 }
 _EMPTY_DATA = "empty DATA"
+_OTHER = "GOAWAY, ALTSVC or unknown-type"
+for _ignored in (GoAwayFrame, AltSvcFrame, ExtensionFrame):  # read, then ignored by h2
+    _KINDS[_ignored] = _OTHER
 
 
 def _kind_of(frame: Frame) -> str | None:
@@ -91,6 +100,7 @@ class FrameBudget:
             "RST_STREAM": limits.h2_max_resets_per_s,
             "CONTINUATION": limits.h2_max_continuations_per_s,
             _EMPTY_DATA: limits.h2_max_empty_data_per_s,
+            _OTHER: limits.h2_max_other_frames_per_s,
         }
         self._spent = dict.fromkeys(self._limits, 0)
         self._earned = 0  # WINDOW_UPDATE credit earned by DATA frames sent in this window

@@ -34,6 +34,10 @@ class ServerLimits:
     h2_max_continuations_per_s: int = 500
     """CONTINUATION frames a second (a header block over 16 KiB needs at most
     four under the 64 KiB header list bound)."""
+    h2_max_other_frames_per_s: int = 100
+    """Frames of the kinds h2 reads and ignores, a second: GOAWAY, ALTSVC and
+    frame types it does not know (PRIORITY_UPDATE, extensions). Each costs a
+    parse and nothing else, so none is needed at a rate."""
     send_stall_s: float = 60.0
     """A client that takes no byte of an answer for this long is cut off (its
     request ends as a client's stop, its upstream closed)."""
