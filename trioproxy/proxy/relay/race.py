@@ -9,7 +9,6 @@ the nursery. The relay ends the nursery itself when the answer is over.
 Nothing polls.
 """
 
-import json
 import re
 import time
 from typing import Protocol
@@ -32,6 +31,7 @@ from trioproxy.proxy.core.requests import record_of
 from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
 from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
 from trioproxy.proxy.relay.heartbeat import Heartbeat
+from trioproxy.proxy.relay.model_field import top_level_model
 from trioproxy.proxy.relay.paths import client_query_ok, client_tail
 from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
@@ -203,11 +203,8 @@ class Relay:
         if not self._router.needs_model and self._config.admin_key is None:
             rec.model = _glimpsed_model(body)
             return self._router.default
-        try:
-            model = json.loads(body).get("model") if body else None
-        except (ValueError, AttributeError, RecursionError):
-            model = None
-        if not isinstance(model, str):
+        model = top_level_model(body) if body else None
+        if model is None:
             return self._router.default  # no model (GET /v1/files, ...): the first upstream
         rec.model = kept(model, MODEL_MAX)  # the whole name stays in the body only
         return self._router.route(model) if self._router.needs_model else self._router.default

@@ -43,6 +43,10 @@ from trioproxy.proxy.upstream.http11 import ProtocolError, request_head
 __all__ = ["Deadlines", "Origin", "UpstreamExchange", "UpstreamPool"]
 
 
+_SENT_APART = 64 * 1024
+"""A body this large is sent after its head, not copied behind it."""
+
+
 class UpstreamPool:
     """Per origin, a last-in-first-out list of idle HTTP/1.1 connections; no cap."""
 
@@ -81,7 +85,8 @@ class UpstreamPool:
             head = request_head(method, target, framed(origin, headers, method, body))
         except ProtocolError as exc:
             raise wire_error(exc, "", Unsendable, False) from exc
-        return UpstreamExchange(self, origin, head + body, method == b"HEAD", deadlines, on_sent)
+        request = (head + body,) if len(body) < _SENT_APART else (head, body)
+        return UpstreamExchange(self, origin, request, method == b"HEAD", deadlines, on_sent)
 
     def request(
         self,
