@@ -7,9 +7,6 @@ own connection closed, with no traceback) and that the proxy keeps serving.
 
 import json
 import logging
-import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import h2.errors
@@ -18,79 +15,21 @@ import pytest
 import trio
 from hypercorn.protocol.h11 import H11Protocol
 
-from tests.conftest import (
+from tests.helpers import (
+    BODY,
+    TRANSPORTS,
     AccessLog,
+    Proxied,
     Stack,
     TLSFiles,
     assert_no_tracebacks,
-    start_proxy,
-    start_sim,
+    h2_target,
+    proxied,
 )
-from trioproxy.conformance import H2Client, RawClient, chat_body, request_bytes
-from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.conformance import RawClient, chat_body, request_bytes
 from trioproxy.server.guards import ServerLimits
-from trioproxy.sim import SimUpstream
 
-BODY = json.dumps({"model": "sim-small", "stream": True, "messages": []}).encode()
 ENDLESS = {"x-sim-tokens": "100000000", "x-sim-interval": "0"}
-
-type Connect = Callable[..., H2Client]
-
-
-class H2Target:
-    """A proxy in front of a simulated upstream, reached over h2c or TLS."""
-
-    def __init__(self, sim: SimUpstream, origin: str, ssl_context: ssl.SSLContext | None) -> None:
-        self.sim = sim
-        host, port = origin.split("://", 1)[1].rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.ssl_context = ssl_context
-
-    async def connect(self, window: int | None = None) -> H2Client:
-        return await H2Client.connect(
-            self.host, self.port, ssl_context=self.ssl_context, window=window
-        )
-
-
-async def h2_target(
-    nursery: trio.Nursery, transport: str, tls: TLSFiles, **server: Any
-) -> H2Target:
-    sim = SimUpstream()
-    config = ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1")
-    context = None
-    if transport == "tls":
-        context = ssl.create_default_context(cafile=tls.cafile)
-        context.set_alpn_protocols(["h2"])
-        proxy = await start_proxy(nursery, config, tls.certfile, tls.keyfile, **server)
-    else:
-        proxy = await start_proxy(nursery, config, **server)
-    return H2Target(sim, proxy, context)
-
-
-@dataclass
-class Proxied:
-    """A proxy on its own simulated upstream, and where to reach it."""
-
-    sim: SimUpstream
-    origin: str
-    host: str
-    port: int
-
-
-async def proxied(
-    nursery: trio.Nursery, server: dict[str, Any] | None = None, **config: Any
-) -> Proxied:
-    """``config`` goes to ProxyConfig, ``server`` to hypercorn_config."""
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    origin = await start_proxy(
-        nursery, ProxyConfig(upstream=f"{upstream}/v1", **config), **(server or {})
-    )
-    host, port = origin.removeprefix("http://").rsplit(":", 1)
-    return Proxied(sim, origin, host, int(port))
-
-
-TRANSPORTS = pytest.mark.parametrize("transport", ["h2c", "tls"])
 
 
 @TRANSPORTS

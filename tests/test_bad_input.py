@@ -1,39 +1,24 @@
 """Bad input, from either side, gets a clear error and leaks nothing."""
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, Stack, assert_no_tracebacks, start_proxy, start_sim
+from tests.helpers import (
+    CHAT,
+    AccessLog,
+    ScriptedUpstream,
+    Stack,
+    assert_no_tracebacks,
+    start_proxy,
+    start_sim,
+)
 from trioproxy.conformance import RawClient
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
-
-CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
-
-type Handler = Callable[[trio.SocketStream], Awaitable[None]]
-
-
-async def start_raw_upstream(nursery: trio.Nursery, answer: bytes, closed: trio.Event) -> str:
-    """An upstream that reads a request, writes ``answer`` as is, then awaits the proxy's close."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(answer)
-        while await stream.receive_some(65536):
-            pass
-        closed.set()
-
-    return await serve_raw(nursery, handler)
-
-
-async def serve_raw(nursery: trio.Nursery, handler: Handler) -> str:
-    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1"
 
 
 async def proxy_to(nursery: trio.Nursery, upstream: str, **config: float) -> httpx.AsyncClient:
@@ -85,12 +70,11 @@ async def test_paths_outside_v1_get_404_json(stack: Stack) -> None:
 async def test_upstream_garbage_is_502_json_and_connection_closed(
     nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = trio.Event()
-    upstream = await start_raw_upstream(nursery, b"SSH-2.0-OpenSSH_9.6\r\n\r\n", closed)
-    async with await proxy_to(nursery, upstream) as client:
+    upstream = ScriptedUpstream([b"SSH-2.0-OpenSSH_9.6\r\n\r\n"], then="drain")
+    async with await proxy_to(nursery, await upstream.start(nursery)) as client:
         with trio.fail_after(10):
             response = await client.post("/v1/chat/completions", json=CHAT)
-            await closed.wait()
+            await upstream.closed.wait()
             line = await access_log.wait_for_line("outcome=")
     assert response.status_code == 502
     assert response.json()["error"]["type"] == "upstream_error"
@@ -133,13 +117,8 @@ async def test_upstream_cut_mid_json_is_not_passed_off_as_whole(nursery: trio.Nu
     answer = (
         b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"id":'
     )
-
-    async def cut(stream: trio.SocketStream) -> None:  # closes right after the partial body
-        await stream.receive_some(65536)
-        await stream.send_all(answer)
-        await stream.aclose()
-
-    async with await proxy_to(nursery, await serve_raw(nursery, cut)) as client:
+    cut = ScriptedUpstream([answer], then="close")  # closes right after the partial body
+    async with await proxy_to(nursery, await cut.start(nursery)) as client:
         with trio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
             await client.post("/v1/chat/completions", json=CHAT)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, start_proxy, start_sim
+from tests.helpers import AccessLog, ScriptedUpstream, start_proxy, start_sim
 from trioproxy.conformance import RawClient, StopKind, free_port, request_bytes
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.core.record import Outcome, RequestRecord
@@ -389,12 +389,9 @@ async def test_cors_any_origin_answers_a_star_and_upstream_cors_is_dropped(
         b"access-control-allow-credentials: true\r\n\r\n{}"
     )
 
-    async def upstream(stream: trio.SocketStream) -> None:
-        while await stream.receive_some(65536):
-            await stream.send_all(answer)
-
-    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
-    port = listeners[0].socket.getsockname()[1]
+    upstream = ScriptedUpstream([answer], then="next")
+    port = upstream.port
+    await upstream.start(nursery)
     star = await start_proxy(
         nursery, ProxyConfig(upstream=f"http://127.0.0.1:{port}/v1", cors_origins=("*",))
     )

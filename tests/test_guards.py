@@ -5,7 +5,7 @@ import pytest
 import quart
 import trio
 
-from tests.conftest import (
+from tests.helpers import (
     Stack,
     TLSFiles,
     live_tasks,
