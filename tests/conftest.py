@@ -9,8 +9,21 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import trio
 import trustme
+from trio.testing import MockClock
 
 from tests.helpers import AccessLog, Stack, TLSFiles, stack_on
+
+
+@pytest.fixture
+def idle_clock() -> MockClock:
+    """Virtual time for a timeout test on real sockets: a test that asks for it runs
+    on this clock (pytest-trio passes a test's one Clock argument to ``trio.run``),
+    and the clock jumps to the next deadline once the whole run has waited 0.1 s of
+    real time. With a threshold of 0 it would jump while a thread (a name lookup,
+    the hang-up watcher) is still at work, and fire a timeout nobody earned. So a
+    60 s default is exercised as it is, in a fraction of a real second, and a
+    ``fail_after`` bound is virtual too."""
+    return MockClock(autojump_threshold=0.1)
 
 
 @pytest.fixture

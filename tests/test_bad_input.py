@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 
 from tests.helpers import (
     CHAT,
@@ -20,10 +21,16 @@ from trioproxy.conformance import RawClient
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 
+DEFAULTS = ProxyConfig(upstream="")
 
-async def proxy_to(nursery: trio.Nursery, upstream: str, **config: float) -> httpx.AsyncClient:
+
+async def proxy_to(
+    nursery: trio.Nursery, upstream: str, client_timeout_s: float | None = 10, **config: float
+) -> httpx.AsyncClient:
+    """A client of a proxy in front of ``upstream``; ``client_timeout_s`` is the client's
+    (None on virtual time, where the test's ``fail_after`` bounds it)."""
     proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream, **config))  # type: ignore[arg-type]
-    return httpx.AsyncClient(base_url=proxy, timeout=10)
+    return httpx.AsyncClient(base_url=proxy, timeout=client_timeout_s)
 
 
 async def test_malformed_http_gets_400_and_server_keeps_serving(stack: Stack) -> None:
@@ -133,42 +140,56 @@ async def test_upstream_error_status_is_relayed(stack: Stack) -> None:
     assert response.json()["error"]["message"] == "simulated failure"
 
 
-async def test_headers_timeout_is_504_and_closes_upstream(nursery: trio.Nursery) -> None:
+async def test_headers_timeout_is_504_and_closes_upstream(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """At the default headers timeout (600 s), on virtual time."""
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    async with await proxy_to(nursery, f"{upstream}/v1", headers_timeout_s=0.3) as client:
-        with trio.fail_after(10):
+    async with await proxy_to(nursery, f"{upstream}/v1", client_timeout_s=None) as client:
+        with trio.fail_after(DEFAULTS.headers_timeout_s * 2):
+            started = trio.current_time()
             response = await client.post(
                 "/v1/chat/completions",
                 json=CHAT,
-                headers={"x-sim-id": "slow", "x-sim-headers-delay": "60"},
+                headers={"x-sim-id": "slow", "x-sim-headers-delay": "3600"},
             )
             fate = await sim.wait_ended("slow")
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
     assert fate.outcome == "disconnected"
+    elapsed = trio.current_time() - started
+    assert DEFAULTS.headers_timeout_s <= elapsed < DEFAULTS.headers_timeout_s + 1
 
 
-async def test_idle_timeout_mid_stream_ends_with_error_event(nursery: trio.Nursery) -> None:
+async def test_idle_timeout_mid_stream_ends_with_error_event(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """At the default idle timeout (300 s), on virtual time; the headers timeout
+    (600 s) is longer: it must no longer apply once the head came."""
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    # The headers timeout is longer than the idle one: it must no longer apply.
-    config = {"headers_timeout_s": 5.0, "idle_timeout_s": 0.3}
-    async with await proxy_to(nursery, f"{upstream}/v1", **config) as client:
-        with trio.fail_after(10):
+    assert DEFAULTS.headers_timeout_s > DEFAULTS.idle_timeout_s
+    async with await proxy_to(nursery, f"{upstream}/v1", client_timeout_s=None) as client:
+        with trio.fail_after(DEFAULTS.idle_timeout_s * 2):
+            started = trio.current_time()
             response = await client.post(
                 "/v1/chat/completions",
                 json=CHAT | {"stream": True},
-                headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "1"},
+                headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "3600"},
             )
             fate = await sim.wait_ended("idle")
+            silent_for = trio.current_time() - started  # the first token came at once
     last = response.content.split(b"\n\n")[-2]
     assert json.loads(last.split(b"data: ")[1])["error"]["type"] == "upstream_timeout"
     assert fate.outcome == "disconnected" and fate.tokens_sent == 1
+    # The idle deadline moves at most once a second (relay/pool.py), so it may come 1 s early.
+    assert DEFAULTS.idle_timeout_s - 1 <= silent_for <= DEFAULTS.idle_timeout_s + 1
 
 
-async def test_connect_timeout_is_504(nursery: trio.Nursery) -> None:
-    """An upstream whose accept queue is full never completes the handshake."""
+async def test_connect_timeout_is_504(nursery: trio.Nursery, idle_clock: MockClock) -> None:
+    """An upstream whose accept queue is full never completes the handshake: at
+    the default connect timeout (10 s), on virtual time."""
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
     listener.listen(0)
@@ -180,13 +201,15 @@ async def test_connect_timeout_is_504(nursery: trio.Nursery) -> None:
             await filler.connect(address)
         fillers.append(filler)
     try:
-        async with await proxy_to(
-            nursery, f"http://127.0.0.1:{address[1]}/v1", connect_timeout_s=0.3
-        ) as client:
-            with trio.fail_after(10):
+        upstream = f"http://127.0.0.1:{address[1]}/v1"
+        async with await proxy_to(nursery, upstream, client_timeout_s=None) as client:
+            with trio.fail_after(DEFAULTS.connect_timeout_s * 2):
+                started = trio.current_time()
                 response = await client.post("/v1/chat/completions", json=CHAT)
     finally:
         for sock in [*fillers, listener]:
             sock.close()
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
+    elapsed = trio.current_time() - started
+    assert DEFAULTS.connect_timeout_s <= elapsed < DEFAULTS.connect_timeout_s + 1

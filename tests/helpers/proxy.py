@@ -70,9 +70,14 @@ async def start_proxy(
 
 
 async def start_sim(
-    nursery: trio.Nursery, sim: SimUpstream, certfile: str | None = None, keyfile: str | None = None
+    nursery: trio.Nursery,
+    sim: SimUpstream,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    **server: Any,
 ) -> str:
-    hypercorn = hypercorn_config("127.0.0.1", 0, certfile, keyfile)
+    """The simulator on 127.0.0.1, any port; ``server`` goes to :func:`hypercorn_config`."""
+    hypercorn = hypercorn_config("127.0.0.1", 0, certfile, keyfile, **server)
     (bound,) = await nursery.start(serve_app, sim, hypercorn)
     return str(bound)
 
@@ -187,11 +192,15 @@ class Proxied:
 
 
 async def proxied(
-    nursery: trio.Nursery, server: dict[str, Any] | None = None, **config: Any
+    nursery: trio.Nursery,
+    server: dict[str, Any] | None = None,
+    sim_server: dict[str, Any] | None = None,
+    **config: Any,
 ) -> Proxied:
-    """``config`` goes to ProxyConfig, ``server`` to hypercorn_config."""
+    """``config`` goes to ProxyConfig, ``server`` to the proxy's hypercorn_config
+    and ``sim_server`` to the simulator's."""
     sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
+    upstream = await start_sim(nursery, sim, **(sim_server or {}))
     origin = await start_proxy(
         nursery, ProxyConfig(upstream=f"{upstream}/v1", **config), **(server or {})
     )
