@@ -320,6 +320,58 @@ def test_usage_is_found_in_a_stream_cut_anywhere_whatever_its_line_ends(newline:
         assert tap.usage == {"prompt_tokens": 8, "completion_tokens": 2}, cut
 
 
+_ANTHROPIC = [
+    b"event: message_start",
+    b'data: {"type": "message_start", "message": {"usage": {"input_tokens": 12}}}',
+    b"",
+    b"event: content_block_delta",
+    b'data: {"type": "content_block_delta", "delta": {"text": "usage"}}',
+    b"",
+    b"event: message_delta",
+    b'data: {"type": "message_delta", "usage": {"output_tokens": 7}}',
+    b"",
+]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_usage_split_over_two_events_is_merged_fed_a_byte_at_a_time(newline: bytes) -> None:
+    """Anthropic's shape: usage in ``message_start`` and ``message_delta``, events
+    of two lines each, and a chunk that mentions "usage" in its text only."""
+    stream = b"".join(line + newline for line in _ANTHROPIC)
+    tap = UsageTap(event_stream=True)
+    for i in range(len(stream)):
+        tap.feed(stream[i : i + 1])
+    tap.close()
+    assert tap.usage == {"input_tokens": 12, "output_tokens": 7}
+
+
+async def test_usage_in_a_crlf_event_stream_reaches_the_access_line_and_metrics(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    """Before: events were split on LF LF only, so a CRLF stream's usage was never found."""
+    events = b"".join(
+        event + b"\r\n\r\n"
+        for event in [
+            b'data: {"choices": [{"delta": {"content": "hi"}}]}',
+            b'data: {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 2}}',
+            b"data: [DONE]",
+        ]
+    )
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    with trio.fail_after(10):
+        client, metrics = await _answer_of(nursery, head % len(events) + events)
+        (line,) = await access_log.wait_for(1)
+    assert client.status == 200 and client.body == events
+    assert 'usage={"prompt_tokens":8,"completion_tokens":2}' in line
+    counted = {
+        kind: float(sample.rsplit(" ", 1)[1])
+        for sample in metrics.splitlines()
+        for kind in ("prompt", "completion")
+        if sample.startswith(f'trioproxy_tokens_total{{kind="{kind}"')
+    }
+    assert counted == {"prompt": 8, "completion": 2}
+
+
 def test_what_the_usage_tap_keeps_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     """At most 24 fields are looked at, 8 a level down; the WARNING names four."""
     usage: dict[str, object] = {"\x1b[31mforged\n_tokens": "\n" * 10_000}
