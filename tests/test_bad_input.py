@@ -13,6 +13,7 @@ from tests.helpers import (
     AccessLog,
     ScriptedUpstream,
     Stack,
+    Then,
     assert_no_tracebacks,
     start_proxy,
     start_sim,
@@ -213,3 +214,28 @@ async def test_connect_timeout_is_504(nursery: trio.Nursery, idle_clock: MockClo
     assert response.json()["error"]["type"] == "upstream_timeout"
     elapsed = trio.current_time() - started
     assert DEFAULTS.connect_timeout_s <= elapsed < DEFAULTS.connect_timeout_s + 1
+
+
+@pytest.mark.parametrize("then", ["reset", "close"])
+async def test_an_upstream_reset_or_close_mid_stream_ends_with_an_error_event(
+    nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture, then: Then
+) -> None:
+    """A raw upstream that sends a head and one event, then resets (RST) or closes
+    (FIN) its connection: the client's stream ends in an error event, never [DONE]."""
+    event = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked"
+    chunk = b"%x\r\n%s\r\n" % (len(event), event)
+    upstream = ScriptedUpstream([head + b"\r\n\r\n" + chunk], then=then)
+    async with await proxy_to(nursery, await upstream.start(nursery)) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True})
+            line = await access_log.wait_for_line("outcome=")
+    assert response.status_code == 200 and response.content.startswith(event)
+    assert b"[DONE]" not in response.content
+    (last,) = [e for e in response.content.split(b"\n\n") if e.startswith(b"event: error")]
+    error = json.loads(last.split(b"data: ")[1])["error"]
+    assert error["type"] == "upstream_error"
+    said = "reset by peer" if then == "reset" else "upstream closed mid-answer"
+    assert said in error["message"]
+    assert "outcome=upstream_error phase=streaming" in line
+    assert_no_tracebacks(caplog)

@@ -59,10 +59,10 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
     origin = origin_of(await upstream.start(nursery))
     pool = UpstreamPool(ssl.create_default_context())
     with trio.fail_after(10):
-        for _ in range(3):
+        for i in range(3):
             async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
                 assert await response.read(1 << 20) == b"{}"
-            await trio.sleep(0.05)  # the upstream's close has landed
+            await upstream.wait_ended(i + 1)  # the upstream's close has landed
         await pool.aclose()
     assert upstream.connections == 3
 

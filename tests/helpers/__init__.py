@@ -27,7 +27,7 @@ from tests.helpers.proxy import (
     start_sim,
     wait_for_baseline,
 )
-from tests.helpers.upstream import Received, ScriptedUpstream, plain_answer
+from tests.helpers.upstream import Received, ScriptedUpstream, Then, plain_answer
 from tests.helpers.workers import (
     ADMIN,
     KEYS,
@@ -58,6 +58,7 @@ __all__ = [
     "Server",
     "Stack",
     "TLSFiles",
+    "Then",
     "admin",
     "assert_no_tracebacks",
     "children",

@@ -71,9 +71,12 @@ class ScriptedUpstream:
     host: str = "127.0.0.1"
     received: list[Received] = field(default_factory=list)
     connections: int = 0
+    ended: int = 0
+    """Connections this side has closed (after its script, or the proxy's close)."""
     closed: trio.Event = field(default_factory=trio.Event)
     """Set when the proxy closed (or reset) a connection after a ``drain``."""
     _sock: socket.socket = field(init=False)
+    _changed: trio.Event = field(init=False, default_factory=trio.Event)
 
     def __post_init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
@@ -99,6 +102,11 @@ class ScriptedUpstream:
     def close(self) -> None:
         self._sock.close()
 
+    async def wait_ended(self, count: int) -> None:
+        """Until ``count`` connections have been closed on this side."""
+        while self.ended < count:
+            await self._changed.wait()
+
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(self._sock.dup()))
         async with listener:
@@ -109,9 +117,14 @@ class ScriptedUpstream:
         self.connections += 1
         # The proxy may let go first: the rest of the answer is moot.
         moot = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
-        async with stream:
-            with contextlib.suppress(*moot):
-                await self._converse(stream)
+        try:
+            async with stream:
+                with contextlib.suppress(*moot):
+                    await self._converse(stream)
+        finally:
+            self.ended += 1
+            self._changed.set()
+            self._changed = trio.Event()
 
     async def _converse(self, stream: trio.SocketStream) -> None:
         while (received := await _read_request(stream)) is not None:
