@@ -7,9 +7,6 @@ own connection closed, with no traceback) and that the proxy keeps serving.
 
 import json
 import logging
-import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import h2.errors
@@ -17,80 +14,28 @@ import httpx
 import pytest
 import trio
 from hypercorn.protocol.h11 import H11Protocol
+from trio.testing import MockClock
 
-from tests.conftest import (
+from tests.helpers import (
+    BODY,
+    TRANSPORTS,
     AccessLog,
+    Proxied,
     Stack,
     TLSFiles,
     assert_no_tracebacks,
-    start_proxy,
-    start_sim,
+    h2_target,
+    proxied,
 )
-from trioproxy.conformance import H2Client, RawClient, chat_body, request_bytes
+from trioproxy.conformance import RawClient, chat_body, request_bytes
 from trioproxy.proxy.gateway.config import ProxyConfig
+from trioproxy.server import hypercorn_config
 from trioproxy.server.guards import ServerLimits
-from trioproxy.sim import SimUpstream
 
-BODY = json.dumps({"model": "sim-small", "stream": True, "messages": []}).encode()
 ENDLESS = {"x-sim-tokens": "100000000", "x-sim-interval": "0"}
-
-type Connect = Callable[..., H2Client]
-
-
-class H2Target:
-    """A proxy in front of a simulated upstream, reached over h2c or TLS."""
-
-    def __init__(self, sim: SimUpstream, origin: str, ssl_context: ssl.SSLContext | None) -> None:
-        self.sim = sim
-        host, port = origin.split("://", 1)[1].rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.ssl_context = ssl_context
-
-    async def connect(self, window: int | None = None) -> H2Client:
-        return await H2Client.connect(
-            self.host, self.port, ssl_context=self.ssl_context, window=window
-        )
-
-
-async def h2_target(
-    nursery: trio.Nursery, transport: str, tls: TLSFiles, **server: Any
-) -> H2Target:
-    sim = SimUpstream()
-    config = ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1")
-    context = None
-    if transport == "tls":
-        context = ssl.create_default_context(cafile=tls.cafile)
-        context.set_alpn_protocols(["h2"])
-        proxy = await start_proxy(nursery, config, tls.certfile, tls.keyfile, **server)
-    else:
-        proxy = await start_proxy(nursery, config, **server)
-    return H2Target(sim, proxy, context)
-
-
-@dataclass
-class Proxied:
-    """A proxy on its own simulated upstream, and where to reach it."""
-
-    sim: SimUpstream
-    origin: str
-    host: str
-    port: int
-
-
-async def proxied(
-    nursery: trio.Nursery, server: dict[str, Any] | None = None, **config: Any
-) -> Proxied:
-    """``config`` goes to ProxyConfig, ``server`` to hypercorn_config."""
-    sim = SimUpstream()
-    upstream = await start_sim(nursery, sim)
-    origin = await start_proxy(
-        nursery, ProxyConfig(upstream=f"{upstream}/v1", **config), **(server or {})
-    )
-    host, port = origin.removeprefix("http://").rsplit(":", 1)
-    return Proxied(sim, origin, host, int(port))
-
-
-TRANSPORTS = pytest.mark.parametrize("transport", ["h2c", "tls"])
+KEEP_ALIVE_S = hypercorn_config("127.0.0.1", 0).keep_alive_timeout
+BODY_TIMEOUT_S = ProxyConfig(upstream="").body_timeout_s
+SEND_STALL_S = ServerLimits().send_stall_s
 
 
 @TRANSPORTS
@@ -290,34 +235,41 @@ async def test_every_route_closes_when_asked(
     assert client.status in (200, 400, 404) and client.eof
 
 
-async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> None:
-    proxy = await proxied(nursery, {"keep_alive_s": 0.3})
-    with trio.fail_after(5):
+async def test_idle_keep_alive_connection_is_closed(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """At the default keep-alive timeout, on virtual time."""
+    proxy = await proxied(nursery)
+    with trio.fail_after(KEEP_ALIVE_S * 4):
         client = await RawClient.connect(proxy.host, proxy.port)
         await client.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
         started = trio.current_time()
         await client.read_all()
         client.close()
     assert client.status == 200 and client.eof
-    assert trio.current_time() - started >= 0.25
+    assert KEEP_ALIVE_S <= trio.current_time() - started < KEEP_ALIVE_S + 1
 
 
-async def test_slow_request_head_is_cut(nursery: trio.Nursery) -> None:
-    proxy = await proxied(nursery, {"keep_alive_s": 0.3})
-    with trio.fail_after(5):
+async def test_slow_request_head_is_cut(nursery: trio.Nursery, idle_clock: MockClock) -> None:
+    proxy = await proxied(nursery)
+    with trio.fail_after(KEEP_ALIVE_S * 4):
         client = await RawClient.connect(proxy.host, proxy.port)
         await client.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")
+        started = trio.current_time()
         await client.read_all()
         client.close()
     assert client.eof and proxy.sim.fates == []
+    assert KEEP_ALIVE_S <= trio.current_time() - started < KEEP_ALIVE_S + 1
 
 
 async def test_slow_body_gets_408_and_the_connection_closed(
-    nursery: trio.Nursery, access_log: AccessLog
+    nursery: trio.Nursery, access_log: AccessLog, idle_clock: MockClock
 ) -> None:
-    proxy = await proxied(nursery, body_timeout_s=0.5)
+    """At the default body timeout (60 s), on virtual time."""
+    proxy = await proxied(nursery)
     body = chat_body(False)
-    with trio.fail_after(10):
+    with trio.fail_after(BODY_TIMEOUT_S * 2):
+        started = trio.current_time()
         clients = []
         for _ in range(20):  # a slow-loris crowd: a byte each, then nothing
             client = await RawClient.connect(proxy.host, proxy.port)
@@ -327,6 +279,7 @@ async def test_slow_body_gets_408_and_the_connection_closed(
             await client.read_all()
             client.close()
         await access_log.wait_for(20)
+    assert BODY_TIMEOUT_S <= trio.current_time() - started < BODY_TIMEOUT_S + 1
     assert all(c.status == 408 and c.eof for c in clients)
     assert json.loads(clients[0].body)["error"]["code"] == "request_timeout"
     assert proxy.sim.fates == []
@@ -405,14 +358,18 @@ async def _never_reading(proxy: Proxied, sim_id: str) -> trio.socket.SocketType:
 
 
 async def test_a_client_that_never_reads_is_cut_off_and_its_upstream_closed(
-    nursery: trio.Nursery, access_log: AccessLog
+    nursery: trio.Nursery, access_log: AccessLog, idle_clock: MockClock
 ) -> None:
-    proxy = await proxied(nursery, {"limits": ServerLimits(send_stall_s=0.5)})
-    with trio.fail_after(20):
+    """At the default send stall (60 s), on virtual time; the simulator's own
+    server waits longer, so its stall never races the proxy's."""
+    proxy = await proxied(nursery, sim_server={"limits": ServerLimits(send_stall_s=3600)})
+    with trio.fail_after(SEND_STALL_S * 3):
         sock = await _never_reading(proxy, "deaf")
+        stalled = trio.current_time()
         line = await access_log.wait_for_line("outcome=")
         fate = await proxy.sim.wait_ended("deaf")
     sock.close()
+    assert SEND_STALL_S - 1 <= trio.current_time() - stalled <= SEND_STALL_S
     assert " 499 outcome=client_closed phase=streaming" in line, line
     assert fate.outcome == "disconnected"
 

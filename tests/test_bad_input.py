@@ -1,44 +1,37 @@
 """Bad input, from either side, gets a clear error and leaks nothing."""
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import partial
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 
-from tests.conftest import AccessLog, Stack, assert_no_tracebacks, start_proxy, start_sim
+from tests.helpers import (
+    CHAT,
+    AccessLog,
+    ScriptedUpstream,
+    Stack,
+    Then,
+    assert_no_tracebacks,
+    start_proxy,
+    start_sim,
+)
 from trioproxy.conformance import RawClient
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 
-CHAT = {"model": "sim-small", "messages": [{"role": "user", "content": "hi"}]}
-
-type Handler = Callable[[trio.SocketStream], Awaitable[None]]
+DEFAULTS = ProxyConfig(upstream="")
 
 
-async def start_raw_upstream(nursery: trio.Nursery, answer: bytes, closed: trio.Event) -> str:
-    """An upstream that reads a request, writes ``answer`` as is, then awaits the proxy's close."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        await stream.send_all(answer)
-        while await stream.receive_some(65536):
-            pass
-        closed.set()
-
-    return await serve_raw(nursery, handler)
-
-
-async def serve_raw(nursery: trio.Nursery, handler: Handler) -> str:
-    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-    return f"http://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1"
-
-
-async def proxy_to(nursery: trio.Nursery, upstream: str, **config: float) -> httpx.AsyncClient:
+async def proxy_to(
+    nursery: trio.Nursery, upstream: str, client_timeout_s: float | None = 10, **config: float
+) -> httpx.AsyncClient:
+    """A client of a proxy in front of ``upstream``; ``client_timeout_s`` is the client's
+    (None on virtual time, where the test's ``fail_after`` bounds it)."""
     proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream, **config))  # type: ignore[arg-type]
-    return httpx.AsyncClient(base_url=proxy, timeout=10)
+    return httpx.AsyncClient(base_url=proxy, timeout=client_timeout_s)
 
 
 async def test_malformed_http_gets_400_and_server_keeps_serving(stack: Stack) -> None:
@@ -85,12 +78,11 @@ async def test_paths_outside_v1_get_404_json(stack: Stack) -> None:
 async def test_upstream_garbage_is_502_json_and_connection_closed(
     nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    closed = trio.Event()
-    upstream = await start_raw_upstream(nursery, b"SSH-2.0-OpenSSH_9.6\r\n\r\n", closed)
-    async with await proxy_to(nursery, upstream) as client:
+    upstream = ScriptedUpstream([b"SSH-2.0-OpenSSH_9.6\r\n\r\n"], then="drain")
+    async with await proxy_to(nursery, await upstream.start(nursery)) as client:
         with trio.fail_after(10):
             response = await client.post("/v1/chat/completions", json=CHAT)
-            await closed.wait()
+            await upstream.closed.wait()
             line = await access_log.wait_for_line("outcome=")
     assert response.status_code == 502
     assert response.json()["error"]["type"] == "upstream_error"
@@ -133,13 +125,8 @@ async def test_upstream_cut_mid_json_is_not_passed_off_as_whole(nursery: trio.Nu
     answer = (
         b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"id":'
     )
-
-    async def cut(stream: trio.SocketStream) -> None:  # closes right after the partial body
-        await stream.receive_some(65536)
-        await stream.send_all(answer)
-        await stream.aclose()
-
-    async with await proxy_to(nursery, await serve_raw(nursery, cut)) as client:
+    cut = ScriptedUpstream([answer], then="close")  # closes right after the partial body
+    async with await proxy_to(nursery, await cut.start(nursery)) as client:
         with trio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
             await client.post("/v1/chat/completions", json=CHAT)
 
@@ -154,42 +141,56 @@ async def test_upstream_error_status_is_relayed(stack: Stack) -> None:
     assert response.json()["error"]["message"] == "simulated failure"
 
 
-async def test_headers_timeout_is_504_and_closes_upstream(nursery: trio.Nursery) -> None:
+async def test_headers_timeout_is_504_and_closes_upstream(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """At the default headers timeout (600 s), on virtual time."""
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    async with await proxy_to(nursery, f"{upstream}/v1", headers_timeout_s=0.3) as client:
-        with trio.fail_after(10):
+    async with await proxy_to(nursery, f"{upstream}/v1", client_timeout_s=None) as client:
+        with trio.fail_after(DEFAULTS.headers_timeout_s * 2):
+            started = trio.current_time()
             response = await client.post(
                 "/v1/chat/completions",
                 json=CHAT,
-                headers={"x-sim-id": "slow", "x-sim-headers-delay": "60"},
+                headers={"x-sim-id": "slow", "x-sim-headers-delay": "3600"},
             )
             fate = await sim.wait_ended("slow")
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
     assert fate.outcome == "disconnected"
+    elapsed = trio.current_time() - started
+    assert DEFAULTS.headers_timeout_s <= elapsed < DEFAULTS.headers_timeout_s + 1
 
 
-async def test_idle_timeout_mid_stream_ends_with_error_event(nursery: trio.Nursery) -> None:
+async def test_idle_timeout_mid_stream_ends_with_error_event(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """At the default idle timeout (300 s), on virtual time; the headers timeout
+    (600 s) is longer: it must no longer apply once the head came."""
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    # The headers timeout is longer than the idle one: it must no longer apply.
-    config = {"headers_timeout_s": 5.0, "idle_timeout_s": 0.3}
-    async with await proxy_to(nursery, f"{upstream}/v1", **config) as client:
-        with trio.fail_after(10):
+    assert DEFAULTS.headers_timeout_s > DEFAULTS.idle_timeout_s
+    async with await proxy_to(nursery, f"{upstream}/v1", client_timeout_s=None) as client:
+        with trio.fail_after(DEFAULTS.idle_timeout_s * 2):
+            started = trio.current_time()
             response = await client.post(
                 "/v1/chat/completions",
                 json=CHAT | {"stream": True},
-                headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "1"},
+                headers={"x-sim-id": "idle", "x-sim-tokens": "3", "x-sim-interval": "3600"},
             )
             fate = await sim.wait_ended("idle")
+            silent_for = trio.current_time() - started  # the first token came at once
     last = response.content.split(b"\n\n")[-2]
     assert json.loads(last.split(b"data: ")[1])["error"]["type"] == "upstream_timeout"
     assert fate.outcome == "disconnected" and fate.tokens_sent == 1
+    # The idle deadline moves at most once a second (relay/pool.py), so it may come 1 s early.
+    assert DEFAULTS.idle_timeout_s - 1 <= silent_for <= DEFAULTS.idle_timeout_s + 1
 
 
-async def test_connect_timeout_is_504(nursery: trio.Nursery) -> None:
-    """An upstream whose accept queue is full never completes the handshake."""
+async def test_connect_timeout_is_504(nursery: trio.Nursery, idle_clock: MockClock) -> None:
+    """An upstream whose accept queue is full never completes the handshake: at
+    the default connect timeout (10 s), on virtual time."""
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
     listener.listen(0)
@@ -201,13 +202,40 @@ async def test_connect_timeout_is_504(nursery: trio.Nursery) -> None:
             await filler.connect(address)
         fillers.append(filler)
     try:
-        async with await proxy_to(
-            nursery, f"http://127.0.0.1:{address[1]}/v1", connect_timeout_s=0.3
-        ) as client:
-            with trio.fail_after(10):
+        upstream = f"http://127.0.0.1:{address[1]}/v1"
+        async with await proxy_to(nursery, upstream, client_timeout_s=None) as client:
+            with trio.fail_after(DEFAULTS.connect_timeout_s * 2):
+                started = trio.current_time()
                 response = await client.post("/v1/chat/completions", json=CHAT)
     finally:
         for sock in [*fillers, listener]:
             sock.close()
     assert response.status_code == 504
     assert response.json()["error"]["type"] == "upstream_timeout"
+    elapsed = trio.current_time() - started
+    assert DEFAULTS.connect_timeout_s <= elapsed < DEFAULTS.connect_timeout_s + 1
+
+
+@pytest.mark.parametrize("then", ["reset", "close"])
+async def test_an_upstream_reset_or_close_mid_stream_ends_with_an_error_event(
+    nursery: trio.Nursery, access_log: AccessLog, caplog: pytest.LogCaptureFixture, then: Then
+) -> None:
+    """A raw upstream that sends a head and one event, then resets (RST) or closes
+    (FIN) its connection: the client's stream ends in an error event, never [DONE]."""
+    event = b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked"
+    chunk = b"%x\r\n%s\r\n" % (len(event), event)
+    upstream = ScriptedUpstream([head + b"\r\n\r\n" + chunk], then=then)
+    async with await proxy_to(nursery, await upstream.start(nursery)) as client:
+        with trio.fail_after(10):
+            response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True})
+            line = await access_log.wait_for_line("outcome=")
+    assert response.status_code == 200 and response.content.startswith(event)
+    assert b"[DONE]" not in response.content
+    (last,) = [e for e in response.content.split(b"\n\n") if e.startswith(b"event: error")]
+    error = json.loads(last.split(b"data: ")[1])["error"]
+    assert error["type"] == "upstream_error"
+    said = "reset by peer" if then == "reset" else "upstream closed mid-answer"
+    assert said in error["message"]
+    assert "outcome=upstream_error phase=streaming" in line
+    assert_no_tracebacks(caplog)

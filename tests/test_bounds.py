@@ -16,8 +16,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import AccessLog, start_proxy, start_sim
-from tests.test_cli import run_cli
+from tests.helpers import AccessLog, run_cli, start_proxy, start_sim
 from trioproxy.conformance import H2Client, RawClient, free_port, request_bytes
 from trioproxy.proxy.admin.cluster import Cluster, socket_path
 from trioproxy.proxy.admin.inflight import LISTED_MAX, LISTING_MAX_BYTES, RECENT_MAX, Inflight

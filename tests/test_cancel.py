@@ -4,7 +4,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, Stack
+from tests.helpers import AccessLog, Stack
 from trioproxy.conformance import SCENARIOS, Scenario, StopKind, stop_in_phase
 
 # Generous on purpose: the speed goal (p99 <= 5 ms) lives in benchmarks/;

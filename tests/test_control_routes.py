@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import start_proxy
+from tests.helpers import start_proxy
 from trioproxy.proxy.gateway.config import ProxyConfig
 
 ADMIN = "admin-key-for-tests"

@@ -42,7 +42,7 @@ from tests.fuzzing.known import H1_KNOWN, H2_KNOWN, UPSTREAM_KNOWN
 from tests.fuzzing.live import ADMIN_KEY, LiveProxy
 from tests.fuzzing.relayed import check_relayed
 from tests.fuzzing.requests import H1Case, h1_cases
-from tests.fuzzing.upstream import Received, ScriptedUpstream
+from tests.helpers.upstream import Received, ScriptedUpstream
 
 P99_MS = 100.0
 NEVER_FORWARDED = {b"TRACE", b"TRACK", b"CONNECT"}
@@ -151,7 +151,7 @@ def test_upstream_answers_keep_the_rule(fuzz: Fuzz) -> None:
     @_known(UPSTREAM_KNOWN)
     @given(case=upstream_cases())
     def case(case: UpstreamCase) -> None:
-        fuzz.upstream.script(case.answer, case.hold, case.pace_s)
+        fuzz.upstream.script(case.answer, "hold" if case.hold else "close", case.pace_s)
         answer = fuzz.run(partial(exchange, pieces=[case.request], idle_s=case.idle_s, whole=False))
         check_relayed(answer)
 

@@ -10,8 +10,9 @@ import time
 import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 
-from tests.conftest import AccessLog, start_proxy, start_sim
+from tests.helpers import AccessLog, ScriptedUpstream, start_proxy, start_sim
 from trioproxy.conformance import RawClient, StopKind, free_port, request_bytes
 from trioproxy.proxy.admin.metrics import Metrics
 from trioproxy.proxy.core.record import Outcome, RequestRecord
@@ -229,20 +230,22 @@ async def test_usage_of_completed_and_stopped_streams(
     assert 'usage={"input_tokens":8,"output_tokens":4}' in json_answer
 
 
-async def test_heartbeats_while_the_model_thinks(nursery: trio.Nursery) -> None:
+async def test_heartbeats_while_the_model_thinks(
+    nursery: trio.Nursery, idle_clock: MockClock
+) -> None:
+    """A beat every 15 s of a 50 s silence: three, on virtual time."""
     sim = SimUpstream()
     proxy = await start_proxy(
-        nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=0.1)
+        nursery, ProxyConfig(upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=15)
     )
-    with trio.fail_after(15):
-        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+    thinks = {"x-sim-id": "hb", "x-sim-first-token-delay": "50", "x-sim-tokens": "3"}
+    with trio.fail_after(100):
+        async with httpx.AsyncClient(base_url=proxy, timeout=None) as client:
             response = await client.post(
-                "/v1/chat/completions",
-                json=CHAT | {"model": "m", "stream": True},
-                headers={"x-sim-id": "hb", "x-sim-first-token-delay": "0.55", "x-sim-tokens": "3"},
+                "/v1/chat/completions", json=CHAT | {"model": "m", "stream": True}, headers=thinks
             )
     beats = response.content.count(b": keep-alive\n\n")
-    assert 3 <= beats <= 6
+    assert beats == 3
     assert response.content.replace(b": keep-alive\n\n", b"") == Render("chat", "m", "hb").stream(3)
 
 
@@ -320,24 +323,25 @@ async def test_fallback_before_any_byte_and_never_after(nursery: trio.Nursery) -
 
 
 async def test_early_headers_mode_answers_at_once_and_reports_errors_in_stream(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, idle_clock: MockClock
 ) -> None:
+    """Beats every 15 s while the upstream takes 40 s to answer: two, on virtual time."""
     sim = SimUpstream()
     proxy = await start_proxy(
         nursery,
         ProxyConfig(
-            upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=0.1, early_headers=True
+            upstream=f"{await start_sim(nursery, sim)}/v1", heartbeat_s=15, early_headers=True
         ),
     )
     body = CHAT | {"model": "m", "stream": True}
-    with trio.fail_after(15):
-        async with httpx.AsyncClient(base_url=proxy, timeout=10) as client:
+    with trio.fail_after(100):
+        async with httpx.AsyncClient(base_url=proxy, timeout=None) as client:
             started = trio.current_time()
             async with client.stream(
                 "POST",
                 "/v1/chat/completions",
                 json=body,
-                headers={"x-sim-id": "slow", "x-sim-headers-delay": "0.5", "x-sim-tokens": "3"},
+                headers={"x-sim-id": "slow", "x-sim-headers-delay": "40", "x-sim-tokens": "3"},
             ) as r:
                 headers_after = trio.current_time() - started
                 content = await r.aread()
@@ -346,8 +350,8 @@ async def test_early_headers_mode_answers_at_once_and_reports_errors_in_stream(
                 json=body,
                 headers={"x-sim-fail": "500", "x-sim-headers-delay": "0.25"},
             )
-    assert r.status_code == 200 and headers_after < 0.4  # before the upstream's 0.5 s
-    assert content.count(b": keep-alive\n\n") >= 2
+    assert r.status_code == 200 and headers_after < 1  # long before the upstream's 40 s
+    assert content.count(b": keep-alive\n\n") == 2
     assert content.replace(b": keep-alive\n\n", b"") == Render("chat", "m", "slow").stream(3)
     assert failed.status_code == 200  # the trade-off: the error arrives in the stream
     error = json.loads(failed.content.split(b"event: error\ndata: ")[1])
@@ -389,12 +393,9 @@ async def test_cors_any_origin_answers_a_star_and_upstream_cors_is_dropped(
         b"access-control-allow-credentials: true\r\n\r\n{}"
     )
 
-    async def upstream(stream: trio.SocketStream) -> None:
-        while await stream.receive_some(65536):
-            await stream.send_all(answer)
-
-    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
-    port = listeners[0].socket.getsockname()[1]
+    upstream = ScriptedUpstream([answer], then="next")
+    port = upstream.port
+    await upstream.start(nursery)
     star = await start_proxy(
         nursery, ProxyConfig(upstream=f"http://127.0.0.1:{port}/v1", cors_origins=("*",))
     )
@@ -471,8 +472,9 @@ async def test_replicas_balance_on_requests_in_flight_and_stops_free_them_at_onc
 
 
 async def test_a_failing_replica_is_skipped_for_a_cool_down_and_comes_back(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, idle_clock: MockClock
 ) -> None:
+    """At the default cool-down (10 s), on virtual time."""
     caplog.set_level(logging.INFO, "trioproxy.balance")
     live, revived = SimUpstream(), SimUpstream()
     port = free_port()
@@ -480,17 +482,19 @@ async def test_a_failing_replica_is_skipped_for_a_cool_down_and_comes_back(
         Upstream("dead", f"http://127.0.0.1:{port}/v1", None, ("m",)),
         Upstream("live", f"{await start_sim(nursery, live)}/v1", None, ("m",)),
     )
-    config = ProxyConfig(upstream="", upstreams=upstreams, cooldown_s=0.5)
+    config = ProxyConfig(upstream="", upstreams=upstreams)
     proxy = await start_proxy(nursery, config)
     chat = CHAT | {"model": "m"}
-    with trio.fail_after(20):
-        async with httpx.AsyncClient(base_url=proxy) as client:
+    with trio.fail_after(config.cooldown_s * 3):
+        async with httpx.AsyncClient(base_url=proxy, timeout=None) as client:
             answers = [await client.post("/v1/chat/completions", json=chat) for _ in range(3)]
-            await trio.sleep(0.6)  # the cool-down is over; the replica is back too
+            await trio.sleep(config.cooldown_s * 0.9)  # still cooling down
+            cooling = await client.post("/v1/chat/completions", json=chat)
+            await trio.sleep(config.cooldown_s * 0.2)  # the cool-down is over, the replica back
             await nursery.start(serve_app, revived, hypercorn_config("127.0.0.1", port))
             back = await client.post("/v1/chat/completions", json=chat)
-    assert all(r.status_code == 200 for r in [*answers, back])
-    assert len(live.fates) == 3 and len(revived.fates) == 1
+    assert all(r.status_code == 200 for r in [*answers, cooling, back])
+    assert len(live.fates) == 4 and len(revived.fates) == 1
     messages = [r.getMessage() for r in caplog.records if r.name == "trioproxy.balance"]
     assert sum("upstream dead unreachable" in m for m in messages) == 1
     assert "upstream dead reachable again" in messages

@@ -4,8 +4,9 @@ import httpx
 import pytest
 import quart
 import trio
+from trio.testing import MockClock
 
-from tests.conftest import (
+from tests.helpers import (
     Stack,
     TLSFiles,
     live_tasks,
@@ -104,27 +105,30 @@ async def test_http2_upstream_is_spoken_to_in_http11_and_gets_the_cancel(
 
 
 async def test_idle_timer_never_cuts_a_busy_connection_and_rearms_after_each_request(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, idle_clock: MockClock
 ) -> None:
-    """The keep-alive timer is one moving deadline (trioproxy/server/guards/idle.py)."""
+    """The keep-alive timer is one moving deadline (trioproxy/server/guards/idle.py),
+    at its default (5 s), on virtual time."""
+    keep_alive_s = hypercorn_config("127.0.0.1", 0).keep_alive_timeout
     sim = SimUpstream()
     upstream = await start_sim(nursery, sim)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"), keep_alive_s=0.3)
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=f"{upstream}/v1"))
     host, port = proxy.removeprefix("http://").rsplit(":", 1)
-    slow = {"x-sim-id": "slow", "x-sim-tokens": "10", "x-sim-interval": "0.1"}
-    with trio.fail_after(10):
+    interval = str(keep_alive_s / 3)
+    slow = {"x-sim-id": "slow", "x-sim-tokens": "10", "x-sim-interval": interval}
+    with trio.fail_after(keep_alive_s * 20):
         client = await RawClient.connect(host, int(port))
         await client.send(request_bytes("POST", "/v1/chat/completions", chat_body(True), slow))
-        await client.read_until(b"0\r\n\r\n")  # a second busy: three keep-alive timeouts
-        for i in range(4):  # 0.2 s apart: each request re-arms the 0.3 s timer
-            await trio.sleep(0.2)
+        await client.read_until(b"0\r\n\r\n")  # busy for three keep-alive timeouts
+        for i in range(4):  # each request re-arms the timer before it fires
+            await trio.sleep(keep_alive_s * 0.7)
             await client.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
             await client.read_until(b'"status":"ok"', count=i + 1)
         idle_from = trio.current_time()
         await client.read_all()
         client.close()
     assert sim.fate("slow").outcome == "completed"
-    assert client.eof and 0.25 <= trio.current_time() - idle_from < 2
+    assert client.eof and keep_alive_s <= trio.current_time() - idle_from < keep_alive_s + 1
 
 
 @pytest.mark.parametrize("where", ["extensions", "scope"])

@@ -4,7 +4,7 @@ import json
 
 import trio
 
-from tests.conftest import AccessLog, Stack, start_proxy, start_sim
+from tests.helpers import AccessLog, Stack, start_proxy, start_sim
 from trioproxy.conformance import H2Client
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream

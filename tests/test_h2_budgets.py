@@ -28,8 +28,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from tests.conftest import TLSFiles, assert_no_tracebacks
-from tests.test_abuse import BODY, TRANSPORTS, H2Target, h2_target
+from tests.helpers import BODY, TRANSPORTS, H2Target, TLSFiles, assert_no_tracebacks, h2_target
 from trioproxy.conformance import RawClient
 from trioproxy.server.guards import ServerLimits
 from trioproxy.server.guards.frames import WINDOW_UPDATES_PER_DATA_FRAME, FrameBudget

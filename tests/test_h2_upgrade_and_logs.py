@@ -6,7 +6,7 @@ import logging
 import pytest
 import trio
 
-from tests.test_abuse import BODY, proxied
+from tests.helpers import BODY, proxied
 from trioproxy.conformance import H2Client, RawClient
 
 # A valid HTTP2-Settings (SETTINGS_MAX_CONCURRENT_STREAMS = 100), and one that is not base64url.

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import (
+from tests.helpers import (
     AccessLog,
     assert_no_tracebacks,
     live_tasks,

@@ -9,8 +9,15 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, assert_no_tracebacks, start_proxy, start_sim
-from tests.test_bad_input import CHAT, serve_raw
+from tests.helpers import (
+    CHAT,
+    AccessLog,
+    Received,
+    ScriptedUpstream,
+    assert_no_tracebacks,
+    start_proxy,
+    start_sim,
+)
 from trioproxy.conformance import H2Client, RawClient, request_bytes
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.relay.usage import UsageTap
@@ -21,23 +28,6 @@ from trioproxy.sim import SimUpstream
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _RUN = 16 * 1024 * 1024
 """The run of ``100 Continue`` heads an upstream writes, as fast as it can."""
-
-
-async def start_raw_upstream(nursery: trio.Nursery, answer: bytes, closed: trio.Event) -> str:
-    """An upstream that reads a request, writes ``answer`` as is, then awaits the
-    proxy's close (a reset too: the proxy closes with unread bytes)."""
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await stream.receive_some(65536)
-        try:
-            await stream.send_all(answer)
-            while await stream.receive_some(65536):
-                pass
-        except trio.BrokenResourceError:
-            pass
-        closed.set()
-
-    return await serve_raw(nursery, handler)
 
 
 def _split(origin: str) -> tuple[str, int]:
@@ -55,9 +45,8 @@ async def test_a_run_of_informational_heads_is_refused_past_the_budget(
     first_burst, health_done, closed = trio.Event(), trio.Event(), trio.Event()
     sent = 0
 
-    async def upstream(stream: trio.SocketStream) -> None:
+    async def play(stream: trio.SocketStream, _: Received) -> None:
         nonlocal sent
-        await stream.receive_some(65536)
         burst = _CONTINUE * (MAX_HEADS // 2 // len(_CONTINUE))  # within the budget
         await stream.send_all(burst)
         sent = len(burst)
@@ -71,7 +60,8 @@ async def test_a_run_of_informational_heads_is_refused_past_the_budget(
         except trio.BrokenResourceError:
             closed.set()
 
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=await serve_raw(nursery, upstream)))
+    upstream = await ScriptedUpstream(play=play).start(nursery)
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream))
     answer: list[httpx.Response] = []
 
     async def ask(client: httpx.AsyncClient) -> None:
@@ -105,9 +95,10 @@ async def _answer_of(
 ) -> tuple[RawClient, str]:
     """What the client reads when the upstream writes ``answer``, and the proxy's
     ``/metrics`` then; ``closed`` is set once the proxy closes the upstream."""
-    closed = trio.Event() if closed is None else closed
-    upstream = await start_raw_upstream(nursery, answer, closed)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream))
+    upstream = ScriptedUpstream([answer], then="drain")
+    if closed is not None:
+        upstream.closed = closed
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=await upstream.start(nursery)))
     host, port = _split(proxy)
     client = await RawClient.connect(host, port)
     body = json.dumps(CHAT).encode()
@@ -176,14 +167,8 @@ async def test_an_event_stream_never_carries_the_upstreams_length(
     declared = len(_EVENTS) + (100 if cut else 0)
     answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
 
-    async def upstream(stream: trio.SocketStream) -> None:
-        while await stream.receive_some(65536):
-            await stream.send_all(answer % declared + _EVENTS)
-            if cut:
-                await stream.aclose()
-                return
-
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=await serve_raw(nursery, upstream)))
+    upstream = ScriptedUpstream([answer % declared + _EVENTS], then="close" if cut else "next")
+    proxy = await start_proxy(nursery, ProxyConfig(upstream=await upstream.start(nursery)))
     host, port = _split(proxy)
     body = json.dumps(CHAT | {"stream": True}).encode()
     with trio.fail_after(10):
@@ -251,12 +236,7 @@ async def test_usage_counts_that_are_no_counts_are_ignored_with_one_warning(
 async def start_listing(nursery: trio.Nursery, answer: bytes) -> str:
     """An upstream that answers every ``GET /v1/models`` with ``answer``'s body."""
     head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
-
-    async def upstream(stream: trio.SocketStream) -> None:
-        while await stream.receive_some(65536):
-            await stream.send_all(head % len(answer) + answer)
-
-    return await serve_raw(nursery, upstream)
+    return await ScriptedUpstream([head % len(answer) + answer], then="next").start(nursery)
 
 
 @pytest.mark.parametrize(
@@ -310,14 +290,14 @@ async def test_an_endless_error_body_in_early_headers_mode_is_not_kept(
     nursery: trio.Nursery, access_log: AccessLog
 ) -> None:
     """An upstream's refusal is shown in part (2000 bytes); the rest is never read."""
-    closed = trio.Event()
     answer = b"HTTP/1.1 500 Oops\r\n\r\n" + b"x" * 100_000  # close-delimited, never closed
-    upstream = await start_raw_upstream(nursery, answer, closed)
-    proxy = await start_proxy(nursery, ProxyConfig(upstream=upstream, early_headers=True))
+    upstream = ScriptedUpstream([answer], then="drain")
+    config = ProxyConfig(upstream=await upstream.start(nursery), early_headers=True)
+    proxy = await start_proxy(nursery, config)
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy) as client:
             response = await client.post("/v1/chat/completions", json=CHAT | {"stream": True})
-        await closed.wait()
+        await upstream.closed.wait()
     assert response.status_code == 200 and b"event: error" in response.content
     assert len(response.content) < 3000
 
@@ -338,6 +318,58 @@ def test_usage_is_found_in_a_stream_cut_anywhere_whatever_its_line_ends(newline:
         tap.feed(stream[cut:])
         tap.close()
         assert tap.usage == {"prompt_tokens": 8, "completion_tokens": 2}, cut
+
+
+_ANTHROPIC = [
+    b"event: message_start",
+    b'data: {"type": "message_start", "message": {"usage": {"input_tokens": 12}}}',
+    b"",
+    b"event: content_block_delta",
+    b'data: {"type": "content_block_delta", "delta": {"text": "usage"}}',
+    b"",
+    b"event: message_delta",
+    b'data: {"type": "message_delta", "usage": {"output_tokens": 7}}',
+    b"",
+]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_usage_split_over_two_events_is_merged_fed_a_byte_at_a_time(newline: bytes) -> None:
+    """Anthropic's shape: usage in ``message_start`` and ``message_delta``, events
+    of two lines each, and a chunk that mentions "usage" in its text only."""
+    stream = b"".join(line + newline for line in _ANTHROPIC)
+    tap = UsageTap(event_stream=True)
+    for i in range(len(stream)):
+        tap.feed(stream[i : i + 1])
+    tap.close()
+    assert tap.usage == {"input_tokens": 12, "output_tokens": 7}
+
+
+async def test_usage_in_a_crlf_event_stream_reaches_the_access_line_and_metrics(
+    nursery: trio.Nursery, access_log: AccessLog
+) -> None:
+    """Before: events were split on LF LF only, so a CRLF stream's usage was never found."""
+    events = b"".join(
+        event + b"\r\n\r\n"
+        for event in [
+            b'data: {"choices": [{"delta": {"content": "hi"}}]}',
+            b'data: {"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 2}}',
+            b"data: [DONE]",
+        ]
+    )
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n"
+    with trio.fail_after(10):
+        client, metrics = await _answer_of(nursery, head % len(events) + events)
+        (line,) = await access_log.wait_for(1)
+    assert client.status == 200 and client.body == events
+    assert 'usage={"prompt_tokens":8,"completion_tokens":2}' in line
+    counted = {
+        kind: float(sample.rsplit(" ", 1)[1])
+        for sample in metrics.splitlines()
+        for kind in ("prompt", "completion")
+        if sample.startswith(f'trioproxy_tokens_total{{kind="{kind}"')
+    }
+    assert counted == {"prompt": 8, "completion": 2}
 
 
 def test_what_the_usage_tap_keeps_is_bounded(caplog: pytest.LogCaptureFixture) -> None:

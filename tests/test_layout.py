@@ -177,3 +177,31 @@ def test_the_layer_rule_is_not_vacuous() -> None:
     assert not _layer_allows(_P + "core", _P + "upstream")
     assert not any(_layer_allows(p, _P + "admin") for p in LAYERS)
     assert (_P + "relay.forward", _P + "relay", _P + "upstream") in _proxy_edges()
+
+
+def _test_imports(path: pathlib.Path) -> set[str]:
+    """The ``tests`` modules ``path`` imports, at any depth of the file (a test
+    may import inside a function)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.add("." * node.level + (node.module or ""))  # relative: refused below
+    return {name for name in found if name.startswith(("tests", "."))}
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers live in ``tests/helpers`` (fixtures in a ``conftest.py``):
+    a test module imported by another runs its tests' module code twice and
+    ties one file's tests to another's internals."""
+    tests = ROOT / "tests"
+    broken = [
+        (str(path.relative_to(ROOT)), imported)
+        for path in tests.rglob("*.py")
+        for imported in sorted(_test_imports(path))
+        if imported.startswith(".") or imported.rsplit(".", 1)[-1].startswith("test_")
+    ]
+    assert broken == []

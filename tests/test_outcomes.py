@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, start_proxy, start_sim
+from tests.helpers import AccessLog, ScriptedUpstream, start_proxy, start_sim
 from trioproxy.asgi import CLIENT_GONE, CLIENT_HANGUP, give_client_gone, gone_already, hangup_of
 from trioproxy.proxy.core.outcome import Outcome
 from trioproxy.proxy.core.record import RequestRecord
@@ -185,17 +185,10 @@ async def test_an_exchange_aborted_from_a_thread_fails_as_aborted_and_is_never_p
 ) -> None:
     """Mid-body, an abort from another thread wakes the read with Aborted (never the
     upstream's error), and an exchange aborted before it connects sends nothing."""
-    requests = 0
-
-    async def upstream(stream: trio.SocketStream) -> None:
-        nonlocal requests
-        while await stream.receive_some(65536):
-            requests += 1
-            await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
-            await trio.sleep_forever()  # the other half never comes
-
-    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
-    origin = ("http", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello"
+    upstream = ScriptedUpstream([answer], then="hold")  # the other half never comes
+    await upstream.start(nursery)
+    origin = ("http", "127.0.0.1", upstream.port)
     pool = UpstreamPool(ssl.create_default_context())
     with trio.fail_after(10):
         exchange = pool.exchange(origin, b"GET", b"/", [], b"", DEADLINES)
@@ -211,7 +204,7 @@ async def test_an_exchange_aborted_from_a_thread_fails_as_aborted_and_is_never_p
         with pytest.raises(Aborted):
             async with before.open():
                 pass
-    assert requests == 1
+    assert len(upstream.received) == 1
     await pool.aclose()
 
 

@@ -7,7 +7,6 @@ recording upstream and a second server that must never hear from it.
 
 import posixpath
 import re
-from functools import partial
 from urllib.parse import unquote_to_bytes
 
 import pytest
@@ -15,7 +14,7 @@ import trio
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import start_proxy
+from tests.helpers import ScriptedUpstream, start_proxy
 from trioproxy.conformance import RawClient
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.relay.paths import client_query_ok, client_tail
@@ -83,37 +82,21 @@ def test_encoded_slash_in_a_model_name_is_kept() -> None:
 ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
 
-class Recorder:
+_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+
+def recorder() -> ScriptedUpstream:
     """An upstream that answers ``{}`` to every request and records its target."""
-
-    def __init__(self) -> None:
-        self.targets: list[bytes] = []
-
-    async def handle(self, stream: trio.SocketStream) -> None:
-        buffer = b""
-        while True:
-            while b"\r\n\r\n" not in buffer:
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                buffer += data
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
-            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-            need = int(length.group(1)) if length else 0
-            while len(buffer) < need:
-                buffer += await stream.receive_some(65536)
-            buffer = buffer[need:]
-            self.targets.append(head.split(b" ", 2)[1])
-            answer = (
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
-            )
-            await stream.send_all(answer)
+    return ScriptedUpstream([_ANSWER], then="next")
 
 
-async def serve(nursery: trio.Nursery, recorder: Recorder) -> int:
-    listeners = await nursery.start(partial(trio.serve_tcp, recorder.handle, 0, host="127.0.0.1"))
-    port: int = listeners[0].socket.getsockname()[1]
-    return port
+async def serve(nursery: trio.Nursery, upstream: ScriptedUpstream) -> int:
+    await upstream.start(nursery)
+    return upstream.port
+
+
+def targets(upstream: ScriptedUpstream) -> list[bytes]:
+    return [r.target for r in upstream.received]
 
 
 async def send(port: int, target: bytes) -> RawClient:
@@ -127,7 +110,7 @@ async def send(port: int, target: bytes) -> RawClient:
 async def check_end_to_end(base: str, target: bytes) -> RawClient:
     """``target`` through a proxy whose upstream has ``base``; a server beside
     the upstream must never hear of it, and the upstream only under its base."""
-    upstream, other = Recorder(), Recorder()
+    upstream, other = recorder(), recorder()
     async with trio.open_nursery() as nursery:
         port, other_port = await serve(nursery, upstream), await serve(nursery, other)
         proxy = await start_proxy(nursery, ProxyConfig(upstream=f"http://127.0.0.1:{port}{base}"))
@@ -136,12 +119,12 @@ async def check_end_to_end(base: str, target: bytes) -> RawClient:
             client = await send(int(proxy.rsplit(":", 1)[1]), target)
         nursery.cancel_scope.cancel()
     assert client.status in (200, 400, 404), client.received
-    assert other.targets == []
+    assert targets(other) == []
     if client.status == 200:
-        (seen,) = upstream.targets
+        (seen,) = targets(upstream)
         assert within(resolved(seen.split(b"?")[0]), resolved(base.encode()))
     else:
-        assert upstream.targets == []
+        assert targets(upstream) == []
     return client
 
 

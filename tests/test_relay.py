@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
+from tests.helpers import AccessLog, Stack, TLSFiles, start_proxy, start_sim
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render

@@ -13,9 +13,16 @@ import signal
 import pytest
 import trio
 
-from tests.conftest import start_proxy, start_sim
-from tests.test_cli import CLI, children, run_cli
-from tests.test_workers import Conn, only_worker, worker_of
+from tests.helpers import (
+    CLI,
+    Client,
+    children,
+    only_worker,
+    run_cli,
+    start_proxy,
+    start_sim,
+    worker_of,
+)
 from trioproxy.conformance import free_port
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
@@ -52,7 +59,7 @@ async def test_workers_hold_no_key_in_their_command_line_yet_use_every_key(
             served: set[int] = set()
             for n, pid in enumerate(workers):
                 async with only_worker(set(workers), pid):
-                    conn = await Conn.open(port)
+                    conn = await Client.open(port)
                     status, _ = await conn.request("GET", "/health")  # accepted by pid
                 assert status == 200
                 await _every_key_on_one(conn, sim, f"r{n}", served)
@@ -73,7 +80,7 @@ def cmdline(pid: int) -> bytes:
         return file.read()
 
 
-async def _every_key_on_one(conn: Conn, sim: SimUpstream, sim_id: str, served: set[int]) -> None:
+async def _every_key_on_one(conn: Client, sim: SimUpstream, sim_id: str, served: set[int]) -> None:
     """Every key works on ``conn``; its worker goes into ``served``."""
     try:
         body = json.dumps({"model": f"sim-small;id={sim_id};tokens=3", "messages": []}).encode()
@@ -129,7 +136,7 @@ async def test_metrics_key(
     config = ProxyConfig("http://127.0.0.1:9/v1", admin_key=admin_key, metrics_key=metrics_key)
     with trio.fail_after(10):
         origin = await start_proxy(nursery, config)
-        conn = await Conn.open(int(origin.rsplit(":", 1)[1]))
+        conn = await Client.open(int(origin.rsplit(":", 1)[1]))
         got, body = await conn.request("GET", "/metrics", sent)
         await conn.aclose()
     assert got == status, body

@@ -23,7 +23,7 @@ from functools import partial
 import pytest
 import trio
 
-from tests.conftest import TLSFiles, live_tasks, open_fds, start_sim, wait_for_baseline
+from tests.helpers import TLSFiles, live_tasks, open_fds, start_sim, wait_for_baseline
 from trioproxy.asgi import CLIENT_HANGUP, Receive, Scope, Send
 from trioproxy.conformance import RawClient
 from trioproxy.server import (

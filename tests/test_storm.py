@@ -4,7 +4,7 @@ import random
 
 import trio
 
-from tests.conftest import Stack, live_tasks, open_fds, wait_for_baseline
+from tests.helpers import Stack, live_tasks, open_fds, wait_for_baseline
 from trioproxy.conformance import RawClient, StopKind, chat_body, request_bytes
 
 STREAMS = 200

@@ -103,7 +103,7 @@ async def test_a_disconnect_already_queued_is_seen_without_blocking() -> None:
 
 
 def test_the_html_report_needs_no_network_and_escapes_names() -> None:
-    from tests.clients.test_report_page import a_report
+    from tests.helpers.samples import a_report
     from trioproxy.conformance import render_html
 
     page = render_html(a_report())
@@ -113,7 +113,7 @@ def test_the_html_report_needs_no_network_and_escapes_names() -> None:
 
 
 def test_the_json_report_names_its_format_and_version() -> None:
-    from tests.clients.test_report_page import a_report
+    from tests.helpers.samples import a_report
 
     report = a_report().as_json()
     assert (report["format"], report["format_version"]) == ("trioproxy-conformance", 1)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import TLSFiles, start_proxy, start_sim
+from tests.helpers import TLSFiles, start_proxy, start_sim
 from trioproxy.proxy.gateway.settings import SettingsError, load
 from trioproxy.sim import SimUpstream
 

@@ -5,12 +5,11 @@ import json
 import os
 import resource
 import ssl
-from functools import partial
 
 import pytest
 import trio
 
-from tests.conftest import start_sim
+from tests.helpers import ScriptedUpstream, start_sim
 from trioproxy.proxy.upstream.errors import UpstreamError
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
 from trioproxy.sim import SimUpstream
@@ -20,7 +19,7 @@ DEADLINES = Deadlines(connect_s=5, headers_s=5, idle_s=5)
 
 
 def origin_of(url: str) -> tuple[str, str, int]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+    host, port = url.removeprefix("http://").removesuffix("/v1").rsplit(":", 1)
     return ("http", host, int(port))
 
 
@@ -56,25 +55,16 @@ async def test_a_connection_the_upstream_closed_while_idle_is_not_reused(
 ) -> None:
     """An upstream with a keep-alive timeout shorter than the pool's."""
     answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
-    connections = 0
-
-    async def upstream(stream: trio.SocketStream) -> None:
-        nonlocal connections
-        connections += 1
-        await stream.receive_some(65536)
-        await stream.send_all(answer)
-        await stream.aclose()  # keep-alive over, without saying so
-
-    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
-    origin = ("http", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    upstream = ScriptedUpstream([answer], then="close")  # keep-alive over, without saying so
+    origin = origin_of(await upstream.start(nursery))
     pool = UpstreamPool(ssl.create_default_context())
     with trio.fail_after(10):
-        for _ in range(3):
+        for i in range(3):
             async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
                 assert await response.read(1 << 20) == b"{}"
-            await trio.sleep(0.05)  # the upstream's close has landed
+            await upstream.wait_ended(i + 1)  # the upstream's close has landed
         await pool.aclose()
-    assert connections == 3
+    assert upstream.connections == 3
 
 
 async def test_a_connection_closed_by_a_stop_after_a_whole_answer_is_not_pooled(
@@ -140,51 +130,37 @@ async def test_chunked_answers_in_pieces_are_whole_and_bytes_after_one_forbid_re
         b"/extra": [head + body + b"HTTP/1.1 200 OK\r\n"],
         b"/broken": [head + b"5\r\nhelloXX"],
     }
-    connections = 0
-
-    async def upstream(stream: trio.SocketStream) -> None:
-        nonlocal connections
-        connections += 1
-        while request := await stream.receive_some(65536):
-            for piece in answers[request.split(b" ")[1]]:
-                await stream.send_all(piece)
-                await trio.sleep(0.01)
-
-    listeners = await nursery.start(trio.serve_tcp, upstream, 0)
-    origin = ("http", "127.0.0.1", listeners[0].socket.getsockname()[1])
+    upstream = ScriptedUpstream(lambda r: answers[r.target], then="next", pace_s=0.01)
+    origin = origin_of(await upstream.start(nursery))
     pool = UpstreamPool(ssl.create_default_context())
     with trio.fail_after(10):
         for target, reused in [(b"/cut", True), (b"/cut", True), (b"/extra", False)]:
             async with pool.request(origin, b"GET", target, [], b"", DEADLINES) as response:
                 assert await response.read(1 << 20) == b"hello world"
             assert pool.idle_connections() == int(reused)
-        assert connections == 1  # every answer so far came on the first connection
+        assert upstream.connections == 1  # every answer so far came on the first connection
         with pytest.raises(UpstreamError, match="not followed by CRLF"):
             async with pool.request(origin, b"GET", b"/broken", [], b"", DEADLINES) as response:
                 await response.read(1 << 20)
-        assert pool.idle_connections() == 0 and connections == 2
+        assert pool.idle_connections() == 0 and upstream.connections == 2
         await pool.aclose()
 
 
 async def test_upstreams_by_ipv4_ipv6_address_and_by_name(nursery: trio.Nursery) -> None:
     """Addresses connect directly, names through the resolver; the Host header
     brackets an IPv6 address."""
-    hosts: list[bytes] = []
-
-    async def upstream(stream: trio.SocketStream) -> None:
-        request = await stream.receive_some(65536)
-        hosts.append(request.split(b"\r\nhost: ", 1)[1].split(b"\r\n", 1)[0])
-        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-
+    answer = [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     pool = UpstreamPool(ssl.create_default_context())
     with trio.fail_after(10):
         for host in ("127.0.0.1", "::1", "localhost"):
             bind = "127.0.0.1" if host == "localhost" else host
-            listeners = await nursery.start(partial(trio.serve_tcp, host=bind), upstream, 0)
-            port = listeners[0].socket.getsockname()[1]
+            upstream = ScriptedUpstream(answer, host=bind)
+            await upstream.start(nursery)
+            port = upstream.port
             origin = ("http", host, port)
             async with pool.request(origin, b"GET", b"/v1/models", [], b"", DEADLINES) as response:
                 assert await response.read(1 << 20) == b"{}"
             expected = f"[{host}]" if host == "::1" else host
-            assert hosts[-1] == f"{expected}:{port}".encode()
+            (received,) = upstream.received
+            assert received.header(b"host") == f"{expected}:{port}".encode()
         await pool.aclose()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from tests.conftest import AccessLog, Stack
+from tests.helpers import AccessLog, Stack
 
 JS = pathlib.Path(__file__).parent / "js"
 CHROMIUM = "/usr/bin/chromium"
@@ -75,3 +75,35 @@ async def assert_stop_reached_upstream(
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+async def run_node(
+    scenario: str, stack: Stack, sim_id: str, **extra: object
+) -> list[dict[str, object]]:
+    require_node_modules()
+    config = {
+        "base": stack.proxy,
+        "simId": sim_id,
+        "tokens": 100000,
+        "interval": 0.01,
+        "stopAfter": 5,
+    } | extra
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            ["node", str(JS / "client.mjs"), scenario, json.dumps(config)],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def stopped_at(lines: list[dict[str, object]]) -> float:
+    (stamp,) = [line["stopped_at"] for line in lines if "stopped_at" in line]
+    assert isinstance(stamp, float)
+    return stamp
+
+
+def text(lines: list[dict[str, object]]) -> object:
+    return next(line["text"] for line in lines if "text" in line)

@@ -8,10 +8,8 @@ from typing import Any
 import pytest
 import trio
 
-from tests.clients.conftest import CHROMIUM, require
-from tests.clients.test_node_clients import run_node, stopped_at
-from tests.conftest import Stack
-from tests.test_workers import ADMIN, Server, streams_on_both_workers, two_workers, worker_of
+from tests.clients.conftest import CHROMIUM, require, run_node, stopped_at
+from tests.helpers import ADMIN, Server, Stack, streams_on_both_workers, two_workers, worker_of
 
 
 @pytest.fixture

@@ -6,9 +6,15 @@ import json
 import pytest
 import trio
 
-from tests.clients.conftest import CHROMIUM, assert_stop_reached_upstream, require
-from tests.clients.test_node_clients import run_node, stopped_at, text
-from tests.conftest import AccessLog, Stack, TLSFiles, start_proxy, start_sim
+from tests.clients.conftest import (
+    CHROMIUM,
+    assert_stop_reached_upstream,
+    require,
+    run_node,
+    stopped_at,
+    text,
+)
+from tests.helpers import AccessLog, Stack, TLSFiles, start_proxy, start_sim
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.sim import SimUpstream
 from trioproxy.sim.render import Render

@@ -16,7 +16,7 @@ from anthropic.types import MessageParam
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.clients.conftest import assert_stop_reached_upstream, require
-from tests.conftest import AccessLog, Stack
+from tests.helpers import AccessLog, Stack
 from trioproxy.sim.render import Render, token_text
 
 MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]

@@ -4,23 +4,13 @@ network, shows every scenario's grade and draws each stopped request."""
 import pathlib
 from typing import Any
 
-from tests.clients.conftest import CHROMIUM, require
-from tests.clients.test_node_clients import run_node
-from tests.conftest import Stack
-from trioproxy.conformance import Report, ScenarioResult, render_html
+from tests.clients.conftest import CHROMIUM, require, run_node
+from tests.helpers import Stack
+from tests.helpers.samples import a_report
+from trioproxy.conformance import render_html
 from trioproxy.sim import SimUpstream
 
 SCREENSHOT = pathlib.Path(__file__).parents[2] / "build" / "conformance-report.png"
-
-
-def a_report() -> Report:
-    """One passing and one failing phase, a skipped one, and an integrity check."""
-    fast = ScenarioResult("streaming RST", samples_ms=[0.4, 0.5, 0.7, 1.2], bound_ms=5.0)
-    never = ScenarioResult("waiting_headers FIN", samples_ms=[], never_closed=3, bound_ms=5.0)
-    never.failures.append("waiting_headers-FIN-0: upstream still running after 3 s")
-    skipped = ScenarioResult("streaming h2-reset", skipped="no h2c (ConnectionError)")
-    whole = ScenarioResult("integrity (whole answers)", checked=20)
-    return Report("a proxy <under test>", [fast, never, skipped, whole])
 
 
 async def test_the_html_report_renders_offline_with_grades_and_dots(

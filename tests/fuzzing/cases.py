@@ -18,7 +18,7 @@ from hypothesis import target
 from hypothesis.control import currently_in_test_context
 
 from tests.fuzzing.live import STALL_MS, LiveProxy, health_ms, wait_settled
-from tests.fuzzing.upstream import ScriptedUpstream
+from tests.helpers.upstream import ScriptedUpstream
 
 __all__ = ["CASE_S", "SLOW_MS", "Fuzz", "exchange", "p99"]
 

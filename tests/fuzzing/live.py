@@ -17,6 +17,8 @@ import time
 
 import trio
 
+from tests.helpers.client import Client
+
 __all__ = ["ADMIN_KEY", "LiveProxy", "health_ms", "wait_settled"]
 
 ADMIN_KEY = "fuzz-admin-key"
@@ -104,13 +106,12 @@ async def health_ms(port: int) -> float:
     """Another client's ``GET /health`` on a fresh connection, in ms (STALL_MS*2 if none)."""
     started = trio.current_time()
     with trio.move_on_after(STALL_MS * 2 / 1000):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            await stream.send_all(b"GET /health HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n")
-            answer = b""
-            while chunk := await stream.receive_some(65536):
-                answer += chunk
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        client = await Client.open(port)
+        try:
+            status, answer = await client.request("GET", "/health")
+        finally:
+            client.close()
+        assert status == 200, answer[:200]
         return (trio.current_time() - started) * 1000
     return STALL_MS * 2
 
@@ -122,22 +123,17 @@ async def wait_settled(port: int) -> None:
     that their requests end at once, so a request still listed after 5 s is a
     failure of its own. Polling: nothing else says when hypercorn is done.
     """
-    ask = (
-        f"GET /admin/requests HTTP/1.1\r\nhost: h\r\nconnection: close\r\n"
-        f"authorization: Bearer {ADMIN_KEY}\r\n\r\n"
-    ).encode()
     answer = b""
     with trio.move_on_after(5):
-        while True:
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                await stream.send_all(ask)
-                answer = b""
-                while chunk := await stream.receive_some(65536):
-                    answer += chunk
-            if b'"requests":[]' in answer.replace(b" ", b""):
-                return
-            await trio.sleep(0.02)
+        client = await Client.open(port)  # one keep-alive connection for every ask
+        try:
+            while True:
+                _, answer = await client.request("GET", "/admin/requests", ADMIN_KEY)
+                if b'"requests":[]' in answer.replace(b" ", b""):
+                    return
+                await trio.sleep(0.02)
+        finally:
+            client.close()
     raise AssertionError(
         f"requests still in flight 5 s after their clients left: {answer[-500:]!r}"
     )
