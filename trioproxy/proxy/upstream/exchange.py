@@ -11,7 +11,7 @@ from typing import Protocol
 import trio
 
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
-from trioproxy.proxy.upstream.connection import Connection, Origin
+from trioproxy.proxy.upstream.connection import Connection, Origin, receive_plain
 from trioproxy.proxy.upstream.errors import (
     WIRE_ERRORS,
     Aborted,
@@ -207,8 +207,11 @@ class UpstreamExchange(ExchangeState):
         scope = self._scope
         if not due - self._slack_s <= scope.deadline <= due:
             scope.deadline = due
+        stream = self._stream
         try:
-            data = await self._stream.receive_some(_READ)
+            if type(stream) is trio.SocketStream:
+                return await receive_plain(stream, _READ)
+            data = await stream.receive_some(_READ)
         except WIRE_ERRORS as exc:
             raise wire_error(
                 exc, "upstream connection broken", UpstreamBroken, self.aborted
