@@ -11,7 +11,7 @@ import socket
 
 import trio
 
-__all__ = ["Connection", "Origin", "connect", "framed", "receive_plain"]
+__all__ = ["Connection", "Origin", "connect", "framed", "receive_plain", "send_plain"]
 
 type Origin = tuple[str, str, int]
 """Scheme, host, port: from the configuration only."""
@@ -83,6 +83,24 @@ async def receive_plain(stream: trio.SocketStream, max_bytes: int) -> bytes:
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return data
+
+
+async def send_plain(stream: trio.SocketStream, data: bytes) -> None:
+    """``stream.send_all(data)`` for a plain TCP stream: what the socket takes at
+    once goes with one ``write``, the rest (rare: a request head and body past the
+    socket's buffer) the long way. A checkpoint if cancelled first, as ``send_all``;
+    the errors are trio's, as in :func:`receive_plain`."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        sent = os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+    if sent < len(data):
+        await stream.send_all(memoryview(data)[sent:])
 
 
 async def connect(host: str, port: int) -> trio.SocketStream:

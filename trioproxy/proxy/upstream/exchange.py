@@ -11,7 +11,7 @@ from typing import Protocol
 import trio
 
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
-from trioproxy.proxy.upstream.connection import Connection, Origin, receive_plain
+from trioproxy.proxy.upstream.connection import Connection, Origin, receive_plain, send_plain
 from trioproxy.proxy.upstream.errors import (
     WIRE_ERRORS,
     Aborted,
@@ -244,8 +244,13 @@ class UpstreamExchange(ExchangeState):
 
     async def _send_and_read_head(self, conn: Connection) -> None:
         self._scope.deadline = trio.current_time() + self._deadlines.headers_s
+        stream = conn.stream
+        plain = stream if type(stream) is trio.SocketStream else None
         try:
-            await conn.stream.send_all(self._request)
+            if plain is not None:
+                await send_plain(plain, self._request)
+            else:
+                await stream.send_all(self._request)
         except WIRE_ERRORS as exc:
             if self.aborted:
                 raise wire_error(exc, "", UpstreamBroken, True) from exc
@@ -257,8 +262,12 @@ class UpstreamExchange(ExchangeState):
         reader = HeadReader(self._head_request)
         answered = False
         while True:
+            read: bytes | bytearray
             try:
-                read = await conn.stream.receive_some(_READ)
+                if plain is not None:
+                    read = await receive_plain(plain, _READ)
+                else:
+                    read = await stream.receive_some(_READ)
             except WIRE_ERRORS as exc:
                 if answered or self.aborted:
                     raise wire_error(exc, "", UpstreamBroken, self.aborted) from exc
