@@ -69,6 +69,28 @@ def test_any_framing_cut_anywhere_decodes_to_the_body(
     assert body.extra == bool(extra)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=8),
+    extensions=st.lists(_EXTENSIONS, min_size=1, max_size=3),
+    trailers=_TRAILERS,
+)
+def test_one_whole_chunk_a_read_decodes_as_the_whole_body(
+    chunks: list[bytes], extensions: list[bytes], trailers: list[bytes]
+) -> None:
+    # The relay's common read (one chunk exactly) takes a fast path of its own.
+    wire = encode(chunks, extensions, trailers)
+    body = ChunkedBody()
+    at = 0
+    for i, chunk in enumerate(chunks):
+        piece = b"%x%s\r\n%s\r\n" % (len(chunk), extensions[i % len(extensions)], chunk)
+        assert body.feed(piece) == chunk
+        at += len(piece)
+    assert body.feed(wire[at:]) == b"" and body.done and not body.extra
+    with pytest.raises(ChunkError):  # a chunk whose CRLF is wrong is refused there too
+        ChunkedBody().feed(b"%x\r\n%sXY" % (len(chunks[0]), chunks[0]))
+
+
 def test_the_same_bytes_h11_reads_are_read_alike() -> None:
     """A sample of framings h11 accepts (and upper-case sizes) decode alike here."""
     wire = b'A\r\n0123456789\r\n1;ext="q"\r\nx\r\n0\r\nfoo: bar\r\n\r\n'

@@ -77,6 +77,7 @@ class Metrics:
             registry=r,
         )
         self._by_outcome: dict[tuple[object, str, str, str], Any] = {}
+        self._tokens_by: dict[tuple[str, str, str], Any] = {}  # the same, for the token counts
         self.tokens = Counter(
             "trioproxy_tokens",
             "Tokens the upstreams' own usage objects reported, by upstream, model and kind",
@@ -158,7 +159,11 @@ class Metrics:
         for kind, names in (("prompt", _PROMPT), ("completion", _COMPLETION)):
             value = next((usage[n] for n in names if is_count(usage.get(n))), None)
             if value:
-                self.tokens.labels(upstream, model, kind).inc(value)
+                key = (upstream, model, kind)
+                counter = self._tokens_by.get(key)
+                if counter is None:
+                    counter = self._tokens_by[key] = self.tokens.labels(*key)
+                counter.inc(value)
 
     def _server_registry(self) -> CollectorRegistry:
         """This process's registry, or with several workers one that reads them all."""

@@ -128,9 +128,13 @@ class RequestRecord:
         return 499 if self.outcome is Outcome.CLIENT_CLOSED else self.status
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps`` with these separators, without building an encoder for each line."""
+
+
 def _usage_text(usage: dict[str, Any]) -> str:
     # The upstream's object: compact, and bounded like every value from outside.
     try:
-        return kept(json.dumps(usage, separators=(",", ":")), USAGE_MAX)
+        return kept(_COMPACT.encode(usage), USAGE_MAX)
     except (ValueError, TypeError, RecursionError):
         return "unreadable"

@@ -2,14 +2,16 @@
 its idle check, its close and its shut-down from any thread."""
 
 import contextlib
+import errno
 import functools
 import ipaddress
+import os
 import select
 import socket
 
 import trio
 
-__all__ = ["Connection", "Origin", "connect", "framed"]
+__all__ = ["Connection", "Origin", "connect", "framed", "receive_plain", "send_plain"]
 
 type Origin = tuple[str, str, int]
 """Scheme, host, port: from the configuration only."""
@@ -51,6 +53,54 @@ class Connection:
             # Not connected yet, or reset already: nothing left to tell.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+async def receive_plain(stream: trio.SocketStream, max_bytes: int) -> bytes:
+    """``stream.receive_some(max_bytes)`` for a plain TCP stream, without its layers.
+
+    Run once per relayed event: trio's conflict detector, its error-translating
+    context manager and its socket method wrapper cost about as much as the
+    ``recv`` itself. The same steps remain, in trio's order: a checkpoint if
+    cancelled, one non-blocking read, a wait for readable only if it would
+    block, and a shielded checkpoint after a read that did not wait. Errors are
+    trio's: ``ClosedResourceError`` for a closed socket, ``BrokenResourceError``
+    (from the ``OSError``) for a broken one. One task reads a connection at a time.
+    """
+    sock = stream.socket
+    await trio.lowlevel.checkpoint_if_cancelled()
+    waited = False
+    while True:
+        try:
+            data = os.read(sock.fileno(), max_bytes)
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(sock)
+            waited = True
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+                raise trio.ClosedResourceError("this socket was already closed") from None
+            raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+
+async def send_plain(stream: trio.SocketStream, data: bytes) -> None:
+    """``stream.send_all(data)`` for a plain TCP stream: what the socket takes at
+    once goes with one ``write``, the rest (rare: a request head and body past the
+    socket's buffer) the long way. A checkpoint if cancelled first, as ``send_all``;
+    the errors are trio's, as in :func:`receive_plain`."""
+    await trio.lowlevel.checkpoint_if_cancelled()
+    try:
+        sent = os.write(stream.socket.fileno(), data)
+    except BlockingIOError:
+        sent = 0
+    except OSError as exc:
+        if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+            raise trio.ClosedResourceError("this socket was already closed") from None
+        raise trio.BrokenResourceError(f"socket connection broken: {exc}") from exc
+    if sent < len(data):
+        await stream.send_all(memoryview(data)[sent:])
 
 
 async def connect(host: str, port: int) -> trio.SocketStream:

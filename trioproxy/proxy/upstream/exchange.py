@@ -11,7 +11,7 @@ from typing import Protocol
 import trio
 
 from trioproxy.proxy.upstream.chunked import ChunkedBody, ChunkError
-from trioproxy.proxy.upstream.connection import Connection, Origin
+from trioproxy.proxy.upstream.connection import Connection, Origin, receive_plain, send_plain
 from trioproxy.proxy.upstream.errors import (
     WIRE_ERRORS,
     Aborted,
@@ -208,8 +208,11 @@ class UpstreamExchange(ExchangeState):
         scope = self._scope
         if not due - self._slack_s <= scope.deadline <= due:
             scope.deadline = due
+        stream = self._stream
         try:
-            data = await self._stream.receive_some(_READ)
+            if type(stream) is trio.SocketStream:
+                return await receive_plain(stream, _READ)
+            data = await stream.receive_some(_READ)
         except WIRE_ERRORS as exc:
             raise wire_error(
                 exc, "upstream connection broken", UpstreamBroken, self.aborted
@@ -242,9 +245,14 @@ class UpstreamExchange(ExchangeState):
 
     async def _send_and_read_head(self, conn: Connection) -> None:
         self._scope.deadline = trio.current_time() + self._deadlines.headers_s
+        stream = conn.stream
+        plain = stream if type(stream) is trio.SocketStream else None
         try:
             for part in self._request:
-                await conn.stream.send_all(part)
+                if plain is not None:
+                    await send_plain(plain, part)
+                else:
+                    await stream.send_all(part)
         except WIRE_ERRORS as exc:
             if self.aborted:
                 raise wire_error(exc, "", UpstreamBroken, True) from exc
@@ -256,8 +264,12 @@ class UpstreamExchange(ExchangeState):
         reader = HeadReader(self._head_request)
         answered = False
         while True:
+            read: bytes | bytearray
             try:
-                read = await conn.stream.receive_some(_READ)
+                if plain is not None:
+                    read = await receive_plain(plain, _READ)
+                else:
+                    read = await stream.receive_some(_READ)
             except WIRE_ERRORS as exc:
                 if answered or self.aborted:
                     raise wire_error(exc, "", UpstreamBroken, self.aborted) from exc
