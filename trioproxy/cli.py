@@ -1,17 +1,20 @@
 """The ``trioproxy`` command: serve, sim, demo."""
 
 import argparse
+import errno
 import gc
 import logging
 import os
 import signal
 import sys
+import traceback
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
+from trioproxy import __version__
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.core.bounded import OneLineFormatter
@@ -26,9 +29,22 @@ __all__ = ["main"]
 log = logging.getLogger("trioproxy")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage is a ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trioproxy", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="default %(default)s")
+    parser = _Parser(prog="trioproxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", help=f"{', '.join(_LEVELS)} (default %(default)s)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
@@ -101,6 +117,8 @@ def _setup_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.log_level.lower() not in _LEVELS:
+        sys.exit(f"trioproxy: --log-level = {args.log_level!r}: not one of {', '.join(_LEVELS)}")
     _setup_logging(args.log_level)
     try:
         check_versions()  # every command serves something on the server
@@ -170,10 +188,32 @@ def _run_serve(args: argparse.Namespace) -> None:
         given = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
         _warn_of_keys_given(given)
     settings = _settings(given)
-    if settings.workers > 1:
-        run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
-    else:
-        trio.run(_serve, settings)
+    try:
+        if settings.workers > 1:
+            run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
+        else:
+            trio.run(_serve, settings)
+    except (OSError, BaseExceptionGroup) as exc:
+        if (cause := _bind_error(exc)) is None:
+            raise
+        sys.exit(
+            f"trioproxy: cannot listen on {settings.host}:{settings.port}: {os.strerror(cause.errno)}"
+        )
+
+
+_BIND_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+
+
+def _bind_error(exc: BaseException) -> OSError | None:
+    """The error of binding the listening socket, if that is what ended ``exc``
+    (alone or in trio's groups): the operator's to fix, said in one line."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [_bind_error(e) for e in exc.exceptions]
+        return next((c for c in causes if c is not None), None)
+    if not isinstance(exc, OSError) or exc.errno not in _BIND_ERRNOS:
+        return None
+    frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    return exc if {"create_server", "create_sockets", "bind"} & set(frames) else None
 
 
 async def _serve(settings: ServerSettings) -> None:
