@@ -197,7 +197,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         if (cause := _bind_error(exc)) is None:
             raise
         sys.exit(
-            f"trioproxy: cannot listen on {settings.host}:{settings.port}: {os.strerror(cause.errno)}"
+            f"trioproxy: cannot listen on {settings.host}:{settings.port}: {os.strerror(cause.errno or 0)}"
         )
 
 

@@ -122,7 +122,8 @@ class Option:
         elif self.kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         else:
-            ok = isinstance(value, self.kind) and not isinstance(value, bool)
+            kind = int if self.kind is int else str
+            ok = isinstance(value, kind) and not isinstance(value, bool)
         if not ok:
             wanted = "true or false" if self.flag else _KIND_NAMES[self.kind]
             raise OptionError(f"{where} = {shown}: not {wanted}")
