@@ -5,6 +5,7 @@ an option, a variable or the settings file, and reads its stderr: one line,
 no traceback, naming what to fix.
 """
 
+import logging
 import os
 import pathlib
 import socket
@@ -12,6 +13,9 @@ import sys
 
 import pytest
 import trio
+
+from trioproxy.proxy.gateway.settings import load
+from trioproxy.proxy.gateway.startup import warn_of_open_relay
 
 CLI = [sys.executable, "-m", "trioproxy"]
 
@@ -104,3 +108,27 @@ async def test_a_port_in_use_is_one_line(workers: str) -> None:
     assert stderr.splitlines() == [
         f"trioproxy: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "warned"),
+    [
+        ({"host": "0.0.0.0", "upstream_key": "sk-up"}, True),
+        ({"host": "192.0.2.7", "upstream_key": "sk-up"}, True),
+        ({"host": "0.0.0.0", "upstream_key": "sk-up", "api_key": ["sk-client"]}, False),
+        ({"host": "127.0.0.1", "upstream_key": "sk-up"}, False),
+        ({"host": "::1", "upstream_key": "sk-up"}, False),
+        ({"host": "0.0.0.0"}, False),  # no key held: nothing to spend
+    ],
+)
+def test_an_open_relay_beyond_loopback_is_a_warning(
+    caplog: pytest.LogCaptureFixture, given: dict[str, object], warned: bool
+) -> None:
+    settings = load(None, {"upstream": "http://127.0.0.1:1/v1", **given}, {})
+    with caplog.at_level(logging.WARNING, "trioproxy"):
+        warn_of_open_relay(settings)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert bool(lines) == warned, lines
+    if warned:
+        assert 'open relay: the key of upstream "default"' in lines[0]
+        assert f"{given['host']}:8000" in lines[0] and "sk-up" not in lines[0]

@@ -1,13 +1,11 @@
 """The ``trioproxy`` command: serve, sim, demo."""
 
 import argparse
-import errno
 import gc
 import logging
 import os
 import signal
 import sys
-import traceback
 from dataclasses import replace
 from functools import partial
 from typing import Any, NoReturn
@@ -20,6 +18,12 @@ from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.core.bounded import OneLineFormatter
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
+from trioproxy.proxy.gateway.startup import (
+    bind_error,
+    reachable,
+    warn_of_keys_given,
+    warn_of_open_relay,
+)
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
 from trioproxy.server import IncompatibleVersions, check_versions, hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
@@ -168,52 +172,25 @@ def _settings(given: dict[str, Any]) -> ServerSettings:
         sys.exit(f"trioproxy: configuration error: {exc}")
 
 
-def _warn_of_keys_given(given: dict[str, Any]) -> None:
-    """One line for every key on the command line: any local user reads it there."""
-    named = [opt for opt in OPTIONS if opt.secret and given.get(opt.name)]
-    if not named:
-        return
-    instead = [f"{opt.option} as ${opt.variable}" for opt in named]
-    log.warning(
-        "%s on the command line can be read by any local user (/proc/PID/cmdline): give %s "
-        "or in the --config file instead",
-        ", ".join(opt.option for opt in named),
-        ", ".join(instead),
-    )
-
-
 def _run_serve(args: argparse.Namespace) -> None:
     given = worker_options()  # a worker: the parent's options, never in its own argv
+    parent = given is None
     if given is None:
         given = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
-        _warn_of_keys_given(given)
+        warn_of_keys_given(given)
     settings = _settings(given)
+    if parent:
+        warn_of_open_relay(settings)
     try:
         if settings.workers > 1:
             run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
         else:
             trio.run(_serve, settings)
     except (OSError, BaseExceptionGroup) as exc:
-        if (cause := _bind_error(exc)) is None:
+        if (cause := bind_error(exc)) is None:
             raise
-        sys.exit(
-            f"trioproxy: cannot listen on {settings.host}:{settings.port}: {os.strerror(cause.errno or 0)}"
-        )
-
-
-_BIND_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
-
-
-def _bind_error(exc: BaseException) -> OSError | None:
-    """The error of binding the listening socket, if that is what ended ``exc``
-    (alone or in trio's groups): the operator's to fix, said in one line."""
-    if isinstance(exc, BaseExceptionGroup):
-        causes = [_bind_error(e) for e in exc.exceptions]
-        return next((c for c in causes if c is not None), None)
-    if not isinstance(exc, OSError) or exc.errno not in _BIND_ERRNOS:
-        return None
-    frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(exc.__traceback__)]
-    return exc if {"create_server", "create_sockets", "bind"} & set(frames) else None
+        reason = os.strerror(cause.errno or 0)
+        sys.exit(f"trioproxy: cannot listen on {settings.host}:{settings.port}: {reason}")
 
 
 async def _serve(settings: ServerSettings) -> None:
@@ -235,9 +212,14 @@ async def _serve(settings: ServerSettings) -> None:
             sim = SimUpstream(SimParams(interval_s=0.02))
             (bound,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
             proxy = replace(proxy, upstream=f"{bound}/v1")
-            log.info(
-                "no upstream configured: relaying to the built-in simulated upstream at %s/v1",
+            log.warning(
+                "no upstream configured: relaying to the built-in simulated upstream at %s/v1: "
+                "every answer is MADE UP%s; give --upstream, $TRIOPROXY_UPSTREAM or a --config "
+                "file with [[upstream]] tables",
                 bound,
+                f", for any client that reaches {settings.host}:{settings.port}"
+                if reachable(settings.host)
+                else "",
             )
         async with trio.open_nursery() as proxy_nursery:
             serve = partial(
