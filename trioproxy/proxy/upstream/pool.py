@@ -119,7 +119,8 @@ class UpstreamPool:
         try:
             stream: trio.abc.Stream = await connect(host, port)
         except OSError as exc:
-            raise wire_error(exc, f"cannot connect to {host}:{port}", Unreachable, False) from exc
+            what = f"cannot connect to {host}:{port}"
+            raise wire_error(exc, what, Unreachable, False, "cannot connect") from exc
         if scheme == "https":
             context = self._ssl_contexts.get(origin, self._ssl_context)
             stream = trio.SSLStream(stream, context, server_hostname=host)
@@ -127,7 +128,8 @@ class UpstreamPool:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 await trio.aclose_forcefully(stream)
-                raise wire_error(exc, f"TLS with {host}:{port} failed", Unreachable, False) from exc
+                what = f"TLS with {host}:{port} failed"
+                raise wire_error(exc, what, Unreachable, False, "TLS failed") from exc
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
