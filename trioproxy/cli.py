@@ -1,4 +1,4 @@
-"""The ``trioproxy`` command: serve, sim, demo."""
+"""The ``trioproxy`` command: serve, sim, demo, conformance, example-config."""
 
 import argparse
 import gc
@@ -8,6 +8,7 @@ import signal
 import sys
 from dataclasses import replace
 from functools import partial
+from importlib import resources
 from typing import Any, NoReturn
 
 import trio
@@ -32,6 +33,9 @@ __all__ = ["main"]
 
 log = logging.getLogger("trioproxy")
 
+EXAMPLE = resources.files("trioproxy.proxy.gateway") / "example.toml"
+"""The example settings file, in the package (``docs/trioproxy.example.toml`` copies it)."""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors in one line (the usage is a ``--help`` away)."""
@@ -44,7 +48,11 @@ _LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="trioproxy", description=__doc__)
+    parser = _Parser(
+        prog="trioproxy",
+        description="An OpenAI-compatible streaming reverse proxy whose client's stop "
+        "closes the upstream at once.",
+    )
     parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
     parser.add_argument(
         "--log-level", default="INFO", help=f"{', '.join(_LEVELS)} (default %(default)s)"
@@ -54,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the proxy",
-        description="Options override the --config file and TRIOPROXY_* variables.",
+        description="Options override the --config file and TRIOPROXY_* variables; "
+        "trioproxy example-config prints a settings file with every key.",
     )
     add_to(serve)
 
@@ -67,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--first-token-delay", type=float, default=0.0, metavar="S")
 
     commands.add_parser("demo", help="stop requests in every phase and time the upstream's close")
+    commands.add_parser(
+        "example-config", help="print an example settings file, every key explained"
+    )
 
     conf = commands.add_parser("conformance", help="check any proxy's cancellation, in every phase")
     target = conf.add_mutually_exclusive_group(required=True)
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             _run_serve(args)
         elif args.command == "sim":
             trio.run(_sim, args)
+        elif args.command == "example-config":
+            sys.stdout.write(EXAMPLE.read_text())
         elif args.command == "conformance":
             from trioproxy.conformance.cli import run
 

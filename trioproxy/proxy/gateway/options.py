@@ -164,7 +164,7 @@ CONFIG = Option(
     str,
     None,
     "settings file: several upstreams routed by model, replicas balanced by requests in "
-    "flight, fallbacks, named keys with limits ([example](docs/trioproxy.example.toml))",
+    "flight, fallbacks, named keys with limits (`trioproxy example-config` prints an example)",
     "TOML",
     shown_default="none",
 )

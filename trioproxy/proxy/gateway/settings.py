@@ -1,7 +1,8 @@
 """Settings from a TOML file, the environment and the command line, in that order of strength.
 
 A wrong file stops start-up with a :class:`SettingsError` that names the key
-or the line. See ``docs/trioproxy.example.toml`` for every key.
+or the line. ``trioproxy example-config`` prints every key (``example.toml`` here,
+which ``docs/trioproxy.example.toml`` copies).
 """
 
 import os
