@@ -47,6 +47,8 @@ CASES: list[tuple[str, list[str], list[str], dict[str, str], str | None, list[st
     ("stall-nan", [], ["--send-stall", "nan"], {}, None, ["--send-stall = 'nan'", "finite"]),
     ("grace-a-word", [], [], {"TRIOPROXY_GRACE_PERIOD": "soon"}, None,
      ["TRIOPROXY_GRACE_PERIOD = 'soon'"]),
+    ("certfile-missing", [], ["--certfile", "/nonexistent.pem"], {}, None,
+     ["--certfile /nonexistent.pem", "cannot read"]),
     ("upstream-one-table", [], [], {}, _UPSTREAM.replace("[[upstream]]", "[upstream]"),
      ["[[upstream]]"]),
 ]  # fmt: skip

@@ -78,6 +78,7 @@ def load(
     upstreams = _upstreams(data.get("upstream", []), env)
     if v["upstream"]:
         upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"]),)
+    _check_certificate(v["certfile"], v["keyfile"])
     if v["upstream_ca"]:
         _check_ca(v["upstream_ca"], "--upstream-ca")
     _one_ca_per_origin(upstreams, v["upstream_ca"])
@@ -247,6 +248,22 @@ def _check_ca(path: object, where: str) -> None:
         raise SettingsError(f"{where}: {path} holds no PEM certificate ({exc.reason})") from None
     except OSError as exc:
         raise SettingsError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _check_certificate(certfile: str | None, keyfile: str | None) -> None:
+    """A certificate that cannot be served stops start-up in one line, not a traceback."""
+    if certfile is None:
+        if keyfile is not None:
+            raise SettingsError(f"--keyfile {keyfile} without --certfile (server.certfile)")
+        return
+    where = f"--certfile {certfile}" + (f", --keyfile {keyfile}" if keyfile else "")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        reason = exc.reason or "not a PEM certificate and its key"
+        raise SettingsError(f"{where}: {reason}") from None
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read: {exc.strerror}") from None
 
 
 def _one_ca_per_origin(upstreams: tuple[Upstream, ...], default: str | None) -> None:

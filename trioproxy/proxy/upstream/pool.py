@@ -129,7 +129,7 @@ class UpstreamPool:
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 await trio.aclose_forcefully(stream)
                 what = f"TLS with {host}:{port} failed"
-                raise wire_error(exc, what, Unreachable, False, "TLS failed") from exc
+                raise wire_error(exc, what, Unreachable, False, _tls_public(exc)) from exc
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -141,3 +141,12 @@ class UpstreamPool:
                 conn.close()
         self._idle.clear()
         await trio.lowlevel.checkpoint()
+
+
+def _tls_public(exc: BaseException) -> str:
+    """What a client is told of a failed handshake: whether the certificate failed,
+    not the verifier's words, which may name the host."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "TLS failed: certificate verify failed"
+    return "TLS failed"
