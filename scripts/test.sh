@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages: Chromium for the browser clients, curl for the curl client,
-# openssl for the certificate of the conformance run's TLS listener.
-bash scripts/ensure_debian.sh /usr/bin/chromium=chromium curl=curl openssl=openssl
+# openssl for the certificate of the conformance run's TLS listener; unshare and
+# mount for the manifest's start under a read-only root (tests/test_manifests.py).
+bash scripts/ensure_debian.sh /usr/bin/chromium=chromium curl=curl openssl=openssl \
+  unshare=util-linux mount=mount
 
 # Node packages for the JavaScript clients, exactly as locked.
 command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer" >&2; exit 1; }

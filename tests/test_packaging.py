@@ -4,6 +4,7 @@ venv where ``trioproxy demo`` runs, and the image and Kubernetes files lint."""
 import pathlib
 import sys
 import venv
+import zipfile
 
 import trio
 
@@ -26,6 +27,7 @@ async def test_wheel_and_sdist_build_and_the_wheel_runs_the_demo(tmp_path: pathl
         await trio.to_thread.run_sync(lambda: venv.create(fresh, with_pip=True))
         await run(fresh / "bin" / "python", "-m", "pip", "install", "--quiet", wheel)
         demo = await run(fresh / "bin" / "trioproxy", "demo")
+        example = await run(fresh / "bin" / "trioproxy", "example-config")
         page = await run(
             fresh / "bin" / "python",
             "-c",
@@ -35,6 +37,9 @@ async def test_wheel_and_sdist_build_and_the_wheel_runs_the_demo(tmp_path: pathl
     assert sdist.stat().st_size > 10_000
     assert int(page) > 1000, page  # the admin page, its script and styles ship in the wheel
     assert "streaming            RST   closed" in demo, demo
+    assert example == (ROOT / "docs" / "trioproxy.example.toml").read_text()  # in the wheel
+    with zipfile.ZipFile(wheel) as files:
+        assert any(name.endswith("/LICENSE") for name in files.namelist())
 
 
 async def test_dockerfile_and_kubernetes_manifests_lint() -> None:

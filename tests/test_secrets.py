@@ -103,7 +103,9 @@ async def test_keys_from_variables_draw_no_warning() -> None:
     os.environ.update(variables)
     try:
         with trio.fail_after(30):
-            async with run_cli("serve", "--port", "0") as proxy:
+            # A real upstream's place: the simulator is a WARNING of its own.
+            upstream = "http://127.0.0.1:1/v1"
+            async with run_cli("serve", "--port", "0", "--upstream", upstream) as proxy:
                 await proxy.wait_for(b"trioproxy relaying to")
                 proxy.process.send_signal(signal.SIGTERM)
                 assert await proxy.process.wait() == 0

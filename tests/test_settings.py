@@ -132,7 +132,7 @@ def test_every_option_comes_from_the_command_line_a_variable_or_the_file(
 
 
 def test_a_variable_of_the_wrong_type_names_itself() -> None:
-    with pytest.raises(SettingsError, match="TRIOPROXY_PORT: 'eighty' is not a int"):
+    with pytest.raises(SettingsError, match="TRIOPROXY_PORT = 'eighty': not an integer"):
         load(None, {}, {"TRIOPROXY_PORT": "eighty"})
     with pytest.raises(SettingsError, match="TRIOPROXY_EARLY_HEADERS"):
         load(None, {}, {"TRIOPROXY_EARLY_HEADERS": "maybe"})

@@ -1,4 +1,4 @@
-"""The ``trioproxy`` command: serve, sim, demo."""
+"""The ``trioproxy`` command: serve, sim, demo, conformance, example-config."""
 
 import argparse
 import gc
@@ -8,15 +8,23 @@ import signal
 import sys
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from importlib import resources
+from typing import Any, NoReturn
 
 import trio
 
+from trioproxy import __version__
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.core.bounded import OneLineFormatter
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
+from trioproxy.proxy.gateway.startup import (
+    bind_error,
+    reachable,
+    warn_of_keys_given,
+    warn_of_open_relay,
+)
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
 from trioproxy.server import IncompatibleVersions, check_versions, hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
@@ -25,16 +33,37 @@ __all__ = ["main"]
 
 log = logging.getLogger("trioproxy")
 
+EXAMPLE = resources.files("trioproxy.proxy.gateway") / "example.toml"
+"""The example settings file, in the package (``docs/trioproxy.example.toml`` copies it)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (the usage is a ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trioproxy", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", help="default %(default)s")
+    parser = _Parser(
+        prog="trioproxy",
+        description="An OpenAI-compatible streaming reverse proxy whose client's stop "
+        "closes the upstream at once.",
+    )
+    parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
+    parser.add_argument(
+        "--log-level", default="INFO", help=f"{', '.join(_LEVELS)} (default %(default)s)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
         "serve",
         help="run the proxy",
-        description="Options override the --config file and TRIOPROXY_* variables.",
+        description="Options override the --config file and TRIOPROXY_* variables; "
+        "trioproxy example-config prints a settings file with every key.",
     )
     add_to(serve)
 
@@ -47,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--first-token-delay", type=float, default=0.0, metavar="S")
 
     commands.add_parser("demo", help="stop requests in every phase and time the upstream's close")
+    commands.add_parser(
+        "example-config", help="print an example settings file, every key explained"
+    )
 
     conf = commands.add_parser("conformance", help="check any proxy's cancellation, in every phase")
     target = conf.add_mutually_exclusive_group(required=True)
@@ -101,6 +133,8 @@ def _setup_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.log_level.lower() not in _LEVELS:
+        sys.exit(f"trioproxy: --log-level = {args.log_level!r}: not one of {', '.join(_LEVELS)}")
     _setup_logging(args.log_level)
     try:
         check_versions()  # every command serves something on the server
@@ -111,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             _run_serve(args)
         elif args.command == "sim":
             trio.run(_sim, args)
+        elif args.command == "example-config":
+            sys.stdout.write(EXAMPLE.read_text())
         elif args.command == "conformance":
             from trioproxy.conformance.cli import run
 
@@ -150,30 +186,25 @@ def _settings(given: dict[str, Any]) -> ServerSettings:
         sys.exit(f"trioproxy: configuration error: {exc}")
 
 
-def _warn_of_keys_given(given: dict[str, Any]) -> None:
-    """One line for every key on the command line: any local user reads it there."""
-    named = [opt for opt in OPTIONS if opt.secret and given.get(opt.name)]
-    if not named:
-        return
-    instead = [f"{opt.option} as ${opt.variable}" for opt in named]
-    log.warning(
-        "%s on the command line can be read by any local user (/proc/PID/cmdline): give %s "
-        "or in the --config file instead",
-        ", ".join(opt.option for opt in named),
-        ", ".join(instead),
-    )
-
-
 def _run_serve(args: argparse.Namespace) -> None:
     given = worker_options()  # a worker: the parent's options, never in its own argv
+    parent = given is None
     if given is None:
         given = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
-        _warn_of_keys_given(given)
+        warn_of_keys_given(given)
     settings = _settings(given)
-    if settings.workers > 1:
-        run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
-    else:
-        trio.run(_serve, settings)
+    if parent:
+        warn_of_open_relay(settings)
+    try:
+        if settings.workers > 1:
+            run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
+        else:
+            trio.run(_serve, settings)
+    except (OSError, BaseExceptionGroup) as exc:
+        if (cause := bind_error(exc)) is None:
+            raise
+        reason = os.strerror(cause.errno or 0)
+        sys.exit(f"trioproxy: cannot listen on {settings.host}:{settings.port}: {reason}")
 
 
 async def _serve(settings: ServerSettings) -> None:
@@ -195,9 +226,14 @@ async def _serve(settings: ServerSettings) -> None:
             sim = SimUpstream(SimParams(interval_s=0.02))
             (bound,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
             proxy = replace(proxy, upstream=f"{bound}/v1")
-            log.info(
-                "no upstream configured: relaying to the built-in simulated upstream at %s/v1",
+            log.warning(
+                "no upstream configured: relaying to the built-in simulated upstream at %s/v1: "
+                "every answer is MADE UP%s; give --upstream, $TRIOPROXY_UPSTREAM or a --config "
+                "file with [[upstream]] tables",
                 bound,
+                f", for any client that reaches {settings.host}:{settings.port}"
+                if reachable(settings.host)
+                else "",
             )
         async with trio.open_nursery() as proxy_nursery:
             serve = partial(

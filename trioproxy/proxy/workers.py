@@ -159,11 +159,15 @@ def worker_options() -> dict[str, Any] | None:
 
 def run_workers(count: int, host: str, port: int, options: dict[str, Any], log_level: str) -> None:
     """Serve with ``count`` workers, each given ``options`` (by name, as the command line's)."""
-    listener = socket.create_server((host, port), backlog=4096, reuse_port=False)
+    run_dir = _make_run_dir(count)
+    try:
+        listener = socket.create_server((host, port), backlog=4096, reuse_port=False)
+    except OSError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     listener.set_inheritable(True)
     # Each worker would start workers of its own without workers=1.
     shared = _share(options | {"workers": 1})
-    run_dir = tempfile.mkdtemp(prefix="trioproxy-")  # 0700: only this user reaches the sockets
     metrics_dir = pathlib.Path(run_dir) / "metrics"
     metrics_dir.mkdir()
     env = os.environ | {
@@ -183,6 +187,20 @@ def run_workers(count: int, host: str, port: int, options: dict[str, Any], log_l
         os.close(shared)
         shutil.rmtree(run_dir, ignore_errors=True)
     sys.exit(max(codes, default=0))
+
+
+def _make_run_dir(count: int) -> str:
+    """The run directory, in ``$TMPDIR`` or else ``/tmp``, mode 0700: only this user
+    reaches the sockets. Under a read-only root there is none: start-up ends in one
+    line saying what to mount, not a traceback."""
+    try:
+        return tempfile.mkdtemp(prefix="trioproxy-")
+    except OSError as exc:
+        sys.exit(
+            f"trioproxy: --workers {count} needs a writable directory for its run directory "
+            f"({exc.strerror or exc}): mount one at /tmp (in Kubernetes an emptyDir) or set "
+            "TMPDIR to one"
+        )
 
 
 def _supervise(supervisor: _Supervisor, count: int) -> list[int]:

@@ -1,7 +1,8 @@
 """Settings from a TOML file, the environment and the command line, in that order of strength.
 
 A wrong file stops start-up with a :class:`SettingsError` that names the key
-or the line. See ``docs/trioproxy.example.toml`` for every key.
+or the line. ``trioproxy example-config`` prints every key (``example.toml`` here,
+which ``docs/trioproxy.example.toml`` copies).
 """
 
 import os
@@ -11,18 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trioproxy.proxy.gateway.config import ClientKey, MiB, ProxyConfig
-from trioproxy.proxy.gateway.options import CONFIG, OPTIONS, OptionError, resolve
+from trioproxy.proxy.gateway.options import CONFIG, OPTIONS, OptionError, resolve, toml_text
 from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.server.guards import DEFAULTS, ServerLimits
 
 __all__ = ["ServerSettings", "SettingsError", "load"]
 
-# What only a file says, beside the options' own keys (:data:`.options.OPTIONS`).
-_FILE_ONLY: dict[str, set[str]] = {
-    "auth": {"api_keys_env", "admin_key_env"},
-    "upstream": {"name", "url", "api_key_env", "models", "fallback", "ca"},
-    "key": {"name", "key_env", "max_concurrent", "per_minute"},
+# What only a file says, beside the options' own keys (:data:`.options.OPTIONS`),
+# with each key's type: a list is a list of non-empty strings.
+_FILE_ONLY: dict[str, dict[str, type]] = {
+    "auth": {"api_keys_env": list, "admin_key_env": str},
+    "upstream": {
+        "name": str,
+        "url": str,
+        "api_key_env": str,
+        "models": list,
+        "fallback": list,
+        "ca": object,  # checked by _check_ca, which also reads it
+    },
+    "key": {"name": str, "key_env": str, "max_concurrent": int, "per_minute": int},
 }
+_ARRAYS = {"upstream", "key"}
+"""Sections written ``[[name]]``, one table each; the others are one ``[name]`` table."""
 _SCHEMA: dict[str, set[str]] = {section: set(keys) for section, keys in _FILE_ONLY.items()}
 for _opt in OPTIONS:
     if _opt.toml:
@@ -61,12 +72,13 @@ def load(
     data = _read(path) if path else {}
     _check_keys(data, path or "")
     try:
-        v = resolve(data, env, cli)
+        v = resolve(data, env, cli, source=path or "")
     except OptionError as exc:
         raise SettingsError(str(exc)) from None
     upstreams = _upstreams(data.get("upstream", []), env)
     if v["upstream"]:
         upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"]),)
+    _check_certificate(v["certfile"], v["keyfile"])
     if v["upstream_ca"]:
         _check_ca(v["upstream_ca"], "--upstream-ca")
     _one_ca_per_origin(upstreams, v["upstream_ca"])
@@ -130,16 +142,38 @@ def _read(path: str) -> dict[str, Any]:
 
 
 def _check_keys(data: dict[str, Any], path: str) -> None:
+    """Every section, key and file-only value of the right shape and type; the
+    options' own values are checked by :func:`.options.resolve`."""
     for section, value in data.items():
         if section not in _SCHEMA:
             raise SettingsError(f"{path}: unknown section [{section}]")
-        tables = value if isinstance(value, list) else [value]
-        for table in tables:
+        array = section in _ARRAYS
+        if array != isinstance(value, list) or (array and not value):
+            shape = f"[[{section}]] tables" if array else f"a [{section}] table"
+            raise SettingsError(f"{path}: {section} must be {shape}")
+        for i, table in enumerate(value if array else [value]):
+            where = f"{path}: [[{section}]] number {i + 1}: " if array else f"{path}: {section}."
             if not isinstance(table, dict):
-                raise SettingsError(f"{path}: [{section}] must be a table")
-            for key in table:
+                raise SettingsError(f"{where.rstrip(' :.')} must be a table")
+            for key, item in table.items():
                 if key not in _SCHEMA[section]:
                     raise SettingsError(f"{path}: unknown key {section}.{key}")
+                wanted = _FILE_ONLY.get(section, {}).get(key)
+                if wanted is not None and (problem := _wrong_type(item, wanted)):
+                    raise SettingsError(f"{where}{key} = {toml_text(item)}: {problem}")
+
+
+def _wrong_type(value: object, wanted: type) -> str | None:
+    """What is wrong with a file-only ``value``, or None."""
+    if wanted is object:
+        return None
+    if wanted is list:
+        ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
+        return None if ok else "not a list of strings (write [...]; none empty)"
+    if wanted is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return None if ok else "not a positive integer"
+    return None if isinstance(value, str) and value else "not a string (none empty)"
 
 
 def _env(env: dict[str, str], name: str, key: str) -> str:
@@ -214,6 +248,22 @@ def _check_ca(path: object, where: str) -> None:
         raise SettingsError(f"{where}: {path} holds no PEM certificate ({exc.reason})") from None
     except OSError as exc:
         raise SettingsError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _check_certificate(certfile: str | None, keyfile: str | None) -> None:
+    """A certificate that cannot be served stops start-up in one line, not a traceback."""
+    if certfile is None:
+        if keyfile is not None:
+            raise SettingsError(f"--keyfile {keyfile} without --certfile (server.certfile)")
+        return
+    where = f"--certfile {certfile}" + (f", --keyfile {keyfile}" if keyfile else "")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:  # before OSError: it is one
+        reason = exc.reason or "not a PEM certificate and its key"
+        raise SettingsError(f"{where}: {reason}") from None
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read: {exc.strerror}") from None
 
 
 def _one_ca_per_origin(upstreams: tuple[Upstream, ...], default: str | None) -> None:

@@ -92,13 +92,16 @@ async def answer_failure(
         return
     timeout = isinstance(failure, UpstreamTimeout)
     outcome = Outcome.UPSTREAM_TIMEOUT if timeout else Outcome.UPSTREAM_ERROR
-    detail = kept(str(failure), ERROR_MAX) or type(failure).__name__  # may quote the upstream
+    # The upstream by its configured name: its address is the log's (the balancer's
+    # warning), never the client's. The detail may quote the upstream's own words.
+    detail = kept(failure.public or str(failure), ERROR_MAX) or type(failure).__name__
+    named = f'upstream "{rec.upstream}"' if rec.upstream else "upstream"
     if early or rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
         if not rec.end(outcome):
             return  # a stop decided first: the answer stays as the stop left it
         if early or rec.event_stream:
             what = "timed out" if timeout else "failed"
-            body = error_event(f"upstream {what} mid-stream: {detail}", outcome)
+            body = error_event(f"{named} {what} mid-stream: {detail}", outcome)
             await send({"type": "http.response.body", "body": body, "more_body": False})
         # Any other body is left unfinished: hypercorn then closes the connection,
         # and the client sees a truncated body rather than a complete-looking one.
@@ -107,4 +110,4 @@ async def answer_failure(
     if not rec.end(outcome, status):
         return  # a stop decided first: nothing more goes to the client
     what = "timed out" if timeout else "unreachable or failed"
-    await send_json_error(send, status, f"upstream {what}: {detail}", outcome, outcome)
+    await send_json_error(send, status, f"{named} {what}: {detail}", outcome, outcome)

@@ -38,6 +38,10 @@ __all__ = [
 class ExchangeError(Exception):
     """An upstream exchange ended without its whole answer."""
 
+    public: str | None = None
+    """What the client is told in place of the message when the message names the
+    upstream's address (which only the log may show); None: the message itself."""
+
 
 class Aborted(ExchangeError):
     """The exchange was aborted (:meth:`~.pool.UpstreamExchange.abort`): a stop's doing.
@@ -86,11 +90,16 @@ WIRE_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 def wire_error(
-    exc: BaseException, what: str, error: type[UpstreamError], aborted: bool
+    exc: BaseException,
+    what: str,
+    error: type[UpstreamError],
+    aborted: bool,
+    public: str | None = None,
 ) -> ExchangeError:
     """The one mapping from a wire error (or a reader's ``ValueError``) to the tree:
     :class:`Aborted` when a stop aborted the exchange first, else ``error``, saying
-    ``what`` failed and the wire's own words. Raised ``from exc`` by the caller.
+    ``what`` failed and the wire's own words (``public`` in its place for the client,
+    when those name an address). Raised ``from exc`` by the caller.
 
     A function, not a context manager: it sits on the path of every body read,
     where a ``try`` costs nothing and a ``with`` would cost a call.
@@ -98,4 +107,6 @@ def wire_error(
     if aborted:
         return Aborted("the exchange was aborted by a stop")
     cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
-    return error(f"{what}: {cause}" if what else str(cause))
+    failure = error(f"{what}: {cause}" if what else str(cause))
+    failure.public = public
+    return failure

@@ -119,7 +119,8 @@ class UpstreamPool:
         try:
             stream: trio.abc.Stream = await connect(host, port)
         except OSError as exc:
-            raise wire_error(exc, f"cannot connect to {host}:{port}", Unreachable, False) from exc
+            what = f"cannot connect to {host}:{port}"
+            raise wire_error(exc, what, Unreachable, False, "cannot connect") from exc
         if scheme == "https":
             context = self._ssl_contexts.get(origin, self._ssl_context)
             stream = trio.SSLStream(stream, context, server_hostname=host)
@@ -127,7 +128,8 @@ class UpstreamPool:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 await trio.aclose_forcefully(stream)
-                raise wire_error(exc, f"TLS with {host}:{port} failed", Unreachable, False) from exc
+                what = f"TLS with {host}:{port} failed"
+                raise wire_error(exc, what, Unreachable, False, _tls_public(exc)) from exc
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
@@ -139,3 +141,12 @@ class UpstreamPool:
                 conn.close()
         self._idle.clear()
         await trio.lowlevel.checkpoint()
+
+
+def _tls_public(exc: BaseException) -> str:
+    """What a client is told of a failed handshake: whether the certificate failed,
+    not the verifier's words, which may name the host."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "TLS failed: certificate verify failed"
+    return "TLS failed"
