@@ -29,7 +29,7 @@ import pytest
 import trio
 import yaml  # type: ignore[import-untyped]
 
-from tests.test_cli import Running
+from tests.helpers import Running
 from trioproxy.conformance import free_port
 
 ROOT = pathlib.Path(__file__).parents[1]

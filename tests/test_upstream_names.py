@@ -8,7 +8,7 @@ from functools import partial
 import httpx
 import trio
 
-from tests.conftest import start_proxy
+from tests.helpers import start_proxy
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.upstream.routing import Upstream
 
