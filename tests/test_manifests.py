@@ -56,14 +56,42 @@ def _container() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return container, pod["volumes"]
 
 
+_RUNTIME = sorted({str(ROOT), sys.prefix})
+"""What the sandboxed command runs from: this checkout and the venv's Python."""
+_HOLDER = "/mnt"
+"""An empty directory of the root, where the hidden /tmp is held inside the namespace."""
+
+
+def _bound_back(hidden: list[str]) -> list[str]:
+    """Lines that bind each ``hidden`` path back from ``_HOLDER``, read-only."""
+    lines = []
+    for path in hidden:
+        held = shlex.quote(_HOLDER + path.removeprefix("/tmp"))
+        target = shlex.quote(path)
+        lines += [
+            f"mkdir -p {target}",
+            f"mount --bind {held} {target}",
+            f"mount -o remount,bind,ro {target}",
+        ]
+    return lines
+
+
 def _sandbox(mounts: list[tuple[str, dict[str, str], bool]]) -> str:
     """A shell script: the root read-only, then a tmpfs at each ``(path, files,
     read_only)``; a path the root lacks is made in an overlay of its parent."""
-    lines = [
-        "set -eu",
+    # This checkout and its venv may live under /tmp (a clean clone in CI), which
+    # the tmpfs mounted there would hide: they are held at _HOLDER first, then
+    # bound back, read-only, into each tmpfs mounted at /tmp.
+    hidden = [p for p in _RUNTIME if p.startswith("/tmp/")]
+    hidden = [p for p in hidden if not any(p.startswith(q + "/") for q in hidden)]
+    lines = ["set -eu"]
+    if hidden:
+        lines.append(f"mount --bind /tmp {_HOLDER}")
+    lines += [
         "mount -o remount,bind,ro /",
         # Scratch room for overlays, hidden later by the manifest's own /tmp if it has one.
         "mount -t tmpfs scratch /tmp",
+        *_bound_back(hidden),
     ]
     for n, (path, _files, _read_only) in enumerate(mounts):
         if not os.path.exists(path):
@@ -80,6 +108,8 @@ def _sandbox(mounts: list[tuple[str, dict[str, str], bool]]) -> str:
         lines.append("mount -o remount,ro /tmp")  # no /tmp volume: nothing writable there
     for path, files, read_only in mounts:
         lines.append(f"mount -t tmpfs volume {shlex.quote(path)}")
+        if path == "/tmp":
+            lines += _bound_back(hidden)
         for name, text in files.items():
             lines.append(f"printf %s {shlex.quote(text)} > {shlex.quote(path + '/' + name)}")
         if read_only:
