@@ -3,6 +3,7 @@
 access log, the run's tasks and open files). The fixtures built on these live
 in ``tests/conftest.py``."""
 
+import contextlib
 import json
 import logging
 import os
@@ -129,15 +130,40 @@ def live_tasks() -> int:
     return walk(root)
 
 
-async def wait_for_baseline(tasks: int, fds: int) -> None:
+async def wait_for_baseline(tasks: int, fds: int, within_s: float = 30.0) -> None:
     """Wait until the run is back to ``tasks`` tasks and ``fds`` open files.
 
     hypercorn ends a connection's tasks a moment after the upstream closed and
-    nothing signals it, so this one test-side wait polls (bounded by the
-    caller's ``fail_after``).
+    nothing signals it, so this one test-side wait polls. Fewer is back too: an
+    earlier test's garbage (a socket in a reference cycle) may be collected
+    meanwhile and close its file, and a count that fell below the baseline must
+    not wait for ever. Past ``within_s`` it fails saying what is left.
     """
-    while (live_tasks(), open_fds()) != (tasks, fds):  # noqa: ASYNC110
-        await trio.sleep(0.01)
+    with trio.move_on_after(within_s):
+        while live_tasks() > tasks or open_fds() > fds:  # noqa: ASYNC110
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(
+        f"not back to {tasks} tasks and {fds} files after {within_s:g} s: "
+        f"{live_tasks()} tasks ({', '.join(_task_names())}), files {_fd_targets()}"
+    )
+
+
+def _task_names() -> list[str]:
+    def walk(task: trio.lowlevel.Task) -> list[str]:
+        children = (t for nursery in task.child_nurseries for t in nursery.child_tasks)
+        return [task.name, *(name for child in children for name in walk(child))]
+
+    root = trio.lowlevel.current_root_task()
+    return walk(root) if root is not None else []
+
+
+def _fd_targets() -> dict[str, str]:
+    targets = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone already
+            targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return targets
 
 
 def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
