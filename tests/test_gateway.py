@@ -277,6 +277,13 @@ async def test_cors_preflight_and_marked_answers(nursery: trio.Nursery) -> None:
                 json=CHAT | {"model": "m"},
                 headers={"origin": "https://evil.example"},
             )
+            refused = await client.options(
+                "/v1/chat/completions",
+                headers={"origin": "https://evil.example", "access-control-request-method": "POST"},
+            )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "origin_not_allowed"
+    assert "access-control-allow-origin" not in refused.headers
     assert preflight.status_code == 204
     assert preflight.headers["access-control-allow-origin"] == "https://chat.example"
     assert "authorization" in preflight.headers["access-control-allow-headers"]

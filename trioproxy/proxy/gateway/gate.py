@@ -96,6 +96,9 @@ def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], run_dir: str | None = N
 def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
     """Answer preflights and mark answers for the configured browser origins.
 
+    A preflight is answered here, whatever its origin: 204 for an allowed one,
+    403 JSON for any other; none reaches an upstream.
+
     ``*`` answers ``*`` (never an echo of the caller's origin, and never with
     credentials); a list answers only the origins on it, each by name. The
     upstream's own ``Access-Control-*`` headers are dropped: the proxy's
@@ -116,7 +119,16 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
         else:
             marks = []
         requested = _header(scope, b"access-control-request-method")
-        if marks and scope["method"] == "OPTIONS" and requested is not None:
+        preflight = scope["method"] == "OPTIONS" and requested is not None and origin is not None
+        if preflight and not marks:
+            # Answered here, never relayed: an upstream once took one for a chat
+            # completion, and billed it.
+            if (rec := scope.get(RECORD)) is not None:
+                rec.end(Outcome.REFUSED, 403)
+            return await send_json_error(
+                send, 403, "origin not allowed", "invalid_request_error", "origin_not_allowed"
+            )
+        if preflight:
             if (rec := scope.get(RECORD)) is not None:  # /health is never recorded
                 rec.end(Outcome.COMPLETED, 204)
             headers = _header(scope, b"access-control-request-headers") or b""
