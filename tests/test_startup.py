@@ -27,6 +27,9 @@ CASES: list[tuple[str, list[str], list[str], dict[str, str], str | None, list[st
     ("timeout-a-word", [], [], {}, '[timeouts]\nconnect_s = "ten"\n',
      ['timeouts.connect_s = "ten"']),
     ("log-level", ["--log-level", "verbose"], [], {}, None, ["--log-level", "'verbose'"]),
+    ("log-level-after-serve", [], ["--log-level", "loud"], {}, None, ["--log-level = 'loud'"]),
+    ("log-level-variable", [], [], {"TRIOPROXY_LOG_LEVEL": "loud"}, None,
+     ["TRIOPROXY_LOG_LEVEL = 'loud'"]),
     ("models-a-string", [], [], {}, _UPSTREAM + 'models = "gpt-4o"\n',
      ['models = "gpt-4o"', "list"]),
     ("workers-0", [], [], {}, "[server]\nworkers = 0\n", ["server.workers = 0", "at least 1"]),
@@ -134,3 +137,15 @@ def test_an_open_relay_beyond_loopback_is_a_warning(
     if warned:
         assert 'open relay: the key of upstream "default"' in lines[0]
         assert f"{given['host']}:8000" in lines[0] and "sk-up" not in lines[0]
+
+
+def test_the_log_level_is_taken_after_the_command_before_it_and_from_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trioproxy.cli import _parser
+
+    assert _parser().parse_args(["serve", "--log-level", "DEBUG"]).log_level == "DEBUG"
+    assert _parser().parse_args(["--log-level", "ERROR", "serve"]).log_level == "ERROR"
+    monkeypatch.setenv("TRIOPROXY_LOG_LEVEL", "warning")
+    assert _parser().parse_args(["serve"]).log_level == "warning"
+    assert _parser().parse_args(["serve", "--log-level", "info"]).log_level == "info"

@@ -45,6 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOG_LEVEL_VARIABLE = "TRIOPROXY_LOG_LEVEL"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"trioproxy {__version__}")
     parser.add_argument(
-        "--log-level", default="INFO", help=f"{', '.join(_LEVELS)} (default %(default)s)"
+        "--log-level",
+        default=os.environ.get(_LOG_LEVEL_VARIABLE, "INFO"),
+        help=f"{', '.join(_LEVELS)} (default INFO; variable {_LOG_LEVEL_VARIABLE})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -66,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         "trioproxy example-config prints a settings file with every key.",
     )
     add_to(serve)
+    # Also after the command, where operators put every other serve option; absent
+    # there, the one before the command (or the variable) stands.
+    serve.add_argument("--log-level", default=argparse.SUPPRESS, help="as before the command")
 
     sim = commands.add_parser("sim", help="run the simulated upstream alone")
     sim.add_argument("--host", default="127.0.0.1")
@@ -121,6 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given_as_option(argv: list[str] | None) -> bool:
+    words = sys.argv[1:] if argv is None else argv
+    return any(w == "--log-level" or w.startswith("--log-level=") for w in words)
+
+
 def _setup_logging(level: str) -> None:
     # One handler for every logger, ours and the libraries': each record is
     # written as one line, its control characters escaped (CWE-117).
@@ -134,7 +145,10 @@ def _setup_logging(level: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.log_level.lower() not in _LEVELS:
-        sys.exit(f"trioproxy: --log-level = {args.log_level!r}: not one of {', '.join(_LEVELS)}")
+        given = "--log-level"
+        if os.environ.get(_LOG_LEVEL_VARIABLE) == args.log_level and not _given_as_option(argv):
+            given = _LOG_LEVEL_VARIABLE
+        sys.exit(f"trioproxy: {given} = {args.log_level!r}: not one of {', '.join(_LEVELS)}")
     _setup_logging(args.log_level)
     try:
         check_versions()  # every command serves something on the server
