@@ -110,13 +110,24 @@ async def disconnected(receive: Receive) -> None:
 
 
 async def send_json(
-    send: Send, status: int, body: bytes, *, close: bool = False, retry_after_s: float = 0
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    close: bool = False,
+    retry_after_s: float = 0,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
-    """A whole JSON answer in two ASGI messages; ``close`` ends the connection after it."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    """A whole JSON answer in two ASGI messages; ``close`` ends the connection after
+    it; ``headers`` come after the content's own."""
+    headers = (
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        *headers,
+    )
     if close:
-        headers.append((b"connection", b"close"))
+        headers += ((b"connection", b"close"),)
     if retry_after_s:
-        headers.append((b"retry-after", b"%d" % math.ceil(retry_after_s)))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+        headers += ((b"retry-after", b"%d" % math.ceil(retry_after_s)),)
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from hypercorn.config import Config
 from hypercorn.events import Event, RawData
-from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError
+from hypercorn.protocol.h11 import H2ProtocolAssumedError
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.typing import AppWrapper, ConnectionState, WorkerContext
 
@@ -54,10 +54,5 @@ class Protocols:
         except H2ProtocolAssumedError as error:  # the HTTP/2 preface
             self.protocol = GuardedH2Protocol(*self._args)
             await self.protocol.initiate()
-            if error.data != b"":
-                await self.protocol.handle(RawData(data=error.data))
-        except H2CProtocolRequiredError as error:  # never raised by the guarded HTTP/1.1
-            self.protocol = GuardedH2Protocol(*self._args)
-            await self.protocol.initiate(error.headers, error.settings)
             if error.data != b"":
                 await self.protocol.handle(RawData(data=error.data))

@@ -27,6 +27,7 @@ __all__ = [
     "METHOD_MAX",
     "MODEL_MAX",
     "PATH_MAX",
+    "RELAYED_ALLOW",
     "RELAYED_METHODS",
     "REQUEST_ID_MAX",
     "UPSTREAM_NAME_MAX",
@@ -61,6 +62,8 @@ MAX_COUNT = 2**53
 count (nor exact as a float)."""
 
 RELAYED_METHODS = ("GET", "POST", "DELETE")
+RELAYED_ALLOW = ", ".join(RELAYED_METHODS).encode()
+"""The methods as an ``Allow`` (or ``Access-Control-Allow-Methods``) value."""
 """The only methods that reach an upstream: the ones the proxied APIs use. Any
 other (TRACE, TRACK, CONNECT, PUT, ...) is answered 405 by the proxy itself."""
 

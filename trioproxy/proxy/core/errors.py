@@ -26,6 +26,7 @@ async def send_json_error(
     *,
     close: bool = False,
     retry_after_s: float = 0,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     body = error_body(message, error_type, code)
-    await send_json(send, status, body, close=close, retry_after_s=retry_after_s)
+    await send_json(send, status, body, close=close, retry_after_s=retry_after_s, headers=headers)

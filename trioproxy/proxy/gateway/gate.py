@@ -9,7 +9,7 @@ import hmac
 import trio
 
 from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
-from trioproxy.proxy.core.bounded import KEY_NAME_MAX, RELAYED_METHODS, kept
+from trioproxy.proxy.core.bounded import KEY_NAME_MAX, RELAYED_ALLOW, kept
 from trioproxy.proxy.core.errors import send_json_error
 from trioproxy.proxy.core.outcome import Outcome
 from trioproxy.proxy.core.requests import RECORD, record_of
@@ -105,7 +105,7 @@ def with_cors(app: ASGIApp, origins: tuple[str, ...]) -> ASGIApp:
     policy is the only one, and a browser given two refuses both.
     """
     listed = frozenset(o.encode() for o in origins if o != "*")
-    methods = ", ".join(RELAYED_METHODS).encode()  # the relay answers any other 405
+    methods = RELAYED_ALLOW  # the relay answers any other 405
     anyone = "*" in origins
 
     async def cors(scope: Scope, receive: Receive, send: Send) -> None:

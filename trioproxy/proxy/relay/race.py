@@ -24,8 +24,15 @@ from trioproxy.asgi import (
     gone_already,
     hangup_of,
 )
-from trioproxy.proxy.core.bounded import METHOD_MAX, MODEL_MAX, RELAYED_METHODS, cut, kept
-from trioproxy.proxy.core.errors import error_body, send_json_error
+from trioproxy.proxy.core.bounded import (
+    METHOD_MAX,
+    MODEL_MAX,
+    RELAYED_ALLOW,
+    RELAYED_METHODS,
+    cut,
+    kept,
+)
+from trioproxy.proxy.core.errors import send_json_error
 from trioproxy.proxy.core.record import Outcome, RequestRecord
 from trioproxy.proxy.core.requests import record_of
 from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
@@ -44,8 +51,6 @@ __all__ = ["Relay", "RelaySettings"]
 # '"model"' is never found inside a message's text. A name with no closing
 # quote within MODEL_MAX bytes is longer: it is kept cut and marked.
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,%d}+)([^\\])' % MODEL_MAX)
-
-_ALLOW = ", ".join(RELAYED_METHODS).encode()
 
 
 class _ClientGone(Exception):
@@ -222,18 +227,14 @@ def _glimpsed_model(body: bytes) -> str:
 
 async def _send_method_not_allowed(send: Send, method: str) -> None:
     """405, never forwarded: TRACE would echo the upstream key back, CONNECT would tunnel."""
-    body = error_body(
-        f"method {kept(method, METHOD_MAX)} is not allowed; allowed: {_ALLOW.decode()}",
+    await send_json_error(
+        send,
+        405,
+        f"method {kept(method, METHOD_MAX)} is not allowed; allowed: {RELAYED_ALLOW.decode()}",
         "invalid_request_error",
         "method_not_allowed",
+        headers=((b"allow", RELAYED_ALLOW),),
     )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", b"%d" % len(body)),
-        (b"allow", _ALLOW),
-    ]
-    await send({"type": "http.response.start", "status": 405, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 async def _watch_client(receive: Receive, rec: RequestRecord) -> None:

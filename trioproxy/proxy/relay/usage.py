@@ -22,7 +22,7 @@ from typing import Any
 
 from trioproxy.proxy.core.bounded import MAX_COUNT, is_count
 
-__all__ = ["MAX_COUNT", "UsageTap", "is_count"]
+__all__ = ["UsageTap"]
 
 log = logging.getLogger("trioproxy.upstream")
 

@@ -3,7 +3,7 @@ the I/O of an exchange whose life :mod:`.state` keeps, with every wire error
 mapped to :mod:`.errors` where it is caught."""
 
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,10 +67,11 @@ class UpstreamExchange(ExchangeState):
         "_origin",
         "_pending",
         "_pool",
+        "_read",
         "_request",
         "_scope",
         "_slack_s",
-        "_stream",
+        "_write",
         "declared",
         "framing",
         "headers",
@@ -97,9 +98,10 @@ class UpstreamExchange(ExchangeState):
         self._on_sent = on_sent
         self._conn: Connection | None = None
         """The connection in use; set and cleared under the state's lock."""
-        self._stream: trio.abc.Stream
-        """The connection's stream, for the body's reads: set with the connection
-        (the body is read only after the head came on it)."""
+        self._read: Callable[[int], Awaitable[bytes | bytearray]]
+        self._write: Callable[[bytes], Awaitable[None]]
+        """The connection's read and write, chosen once with the connection: a plain
+        TCP socket's skip trio's stream layers (``receive_plain``, ``send_plain``)."""
         self._scope: trio.CancelScope
         """The exchange's one moving deadline, from :meth:`open`."""
         # How early the idle timeout may fire: a second, or a tenth of a short one.
@@ -208,11 +210,8 @@ class UpstreamExchange(ExchangeState):
         scope = self._scope
         if not due - self._slack_s <= scope.deadline <= due:
             scope.deadline = due
-        stream = self._stream
         try:
-            if type(stream) is trio.SocketStream:
-                return await receive_plain(stream, _READ)
-            data = await stream.receive_some(_READ)
+            data = await self._read(_READ)
         except WIRE_ERRORS as exc:
             raise wire_error(
                 exc, "upstream connection broken", UpstreamBroken, self.aborted
@@ -245,14 +244,9 @@ class UpstreamExchange(ExchangeState):
 
     async def _send_and_read_head(self, conn: Connection) -> None:
         self._scope.deadline = trio.current_time() + self._deadlines.headers_s
-        stream = conn.stream
-        plain = stream if type(stream) is trio.SocketStream else None
         try:
             for part in self._request:
-                if plain is not None:
-                    await send_plain(plain, part)
-                else:
-                    await stream.send_all(part)
+                await self._write(part)
         except WIRE_ERRORS as exc:
             if self.aborted:
                 raise wire_error(exc, "", UpstreamBroken, True) from exc
@@ -266,10 +260,7 @@ class UpstreamExchange(ExchangeState):
         while True:
             read: bytes | bytearray
             try:
-                if plain is not None:
-                    read = await receive_plain(plain, _READ)
-                else:
-                    read = await stream.receive_some(_READ)
+                read = await self._read(_READ)
             except WIRE_ERRORS as exc:
                 if answered or self.aborted:
                     raise wire_error(exc, "", UpstreamBroken, self.aborted) from exc
@@ -307,7 +298,12 @@ class UpstreamExchange(ExchangeState):
     def _bind(self, conn: Connection) -> None:
         """Under the state's lock: the connection this exchange uses."""
         self._conn = conn
-        self._stream = conn.stream
+        stream = conn.stream
+        if type(stream) is trio.SocketStream:
+            self._read = functools.partial(receive_plain, stream)
+            self._write = functools.partial(send_plain, stream)
+        else:
+            self._read, self._write = stream.receive_some, stream.send_all
 
     def _close(self) -> None:
         """Under the state's lock: the connection closed and let go."""
