@@ -113,3 +113,39 @@ async def test_a_hang_up_reaches_the_upstream_while_the_loop_is_busy(
         await wait_for_baseline(tasks, fds)  # the shut-down upstream sockets are closed too
     assert thread_upstream.requests == 2  # a stop is never sent upstream again
     assert_no_tracebacks(caplog)
+
+
+def _wait_until(flag: threading.Event) -> bool:
+    return flag.wait(10)
+
+
+def test_a_keep_alive_connection_is_watched_once_and_each_request_arms_it() -> None:
+    """One epoll entry for a connection's life: its requests arm and disarm it
+    without touching the epoll; a hang-up between two requests runs nothing,
+    and the next request's arm reports it at once; forget removes the entry."""
+    from trioproxy.server.guards.hangup import Hangup, HangupWatcher
+
+    watcher = HangupWatcher()
+    ours, client = socket.socketpair()
+    try:
+        hangup = Hangup(ours.fileno(), watcher)
+        first, second = threading.Event(), threading.Event()
+        hangup.arm(first.set)
+        assert hangup.registered and watcher.armed == {ours.fileno(): hangup}
+        hangup.disarm()
+        hangup.arm(first.set)  # the connection's next request: the same entry
+        hangup.disarm()
+        assert hangup.registered and not hangup.spent
+        client.shutdown(socket.SHUT_WR)  # the client leaves between two requests
+        deadline = time.monotonic() + 10
+        while not hangup.spent and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert hangup.spent and not first.is_set() and not hangup.fired  # nobody to stop
+        hangup.arm(second.set)  # a request read before the FIN: told at once
+        assert _wait_until(second) and hangup.fired and not first.is_set()
+        hangup.forget()
+        assert not hangup.registered and watcher.armed == {}
+    finally:
+        watcher.close()
+        ours.close()
+        client.close()

@@ -53,6 +53,7 @@ class GuardedTCPServer(TCPServer):
         self._stall_s = limits_of(config).send_stall_s
         self._timer = IdleTimer(config.keep_alive_timeout, context.terminated, self.close_idle)
         self._tasks: TaskGroup | None = None
+        self._hangup: Hangup | None = None
 
     async def run(self) -> None:
         try:
@@ -62,6 +63,7 @@ class GuardedTCPServer(TCPServer):
         finally:
             # Closed whichever way it ended, a failed TLS handshake included
             # (trio.serve_listeners, which hypercorn used, did this too).
+            self._forget_hangup()
             await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
@@ -77,10 +79,11 @@ class GuardedTCPServer(TCPServer):
             ssl = True
         else:
             alpn, sock, ssl = "http/1.1", stream.socket, False
+        hangup = None if self._hangups is None else Hangup(sock.fileno(), self._hangups)
+        self._hangup = hangup
         try:
             client = parse_socket_addr(sock.family, sock.getpeername())
             server = parse_socket_addr(sock.family, sock.getsockname())
-            hangup = None if self._hangups is None else Hangup(sock.fileno(), self._hangups)
             async with TaskGroup() as tasks:
                 self._tasks = tasks
                 self.protocol = Protocols(
@@ -107,6 +110,8 @@ class GuardedTCPServer(TCPServer):
     async def protocol_send(self, event: Event) -> None:
         if type(event) is RawData:
             data = event.data
+            if not data:  # h11's end of a body with a length: no bytes, so no system call
+                return
             if not self.send_lock.locked():
                 data = write_now(self.stream, data)
                 if not data:
@@ -149,6 +154,7 @@ class GuardedTCPServer(TCPServer):
     async def close(self) -> None:
         """hypercorn's close (EOF, then close), shielded: hypercorn closes from inside
         the app's last ``send()``, and an app may cancel itself right then."""
+        self._forget_hangup()
         with trio.CancelScope(shield=True):
             with contextlib.suppress(
                 trio.BrokenResourceError,
@@ -162,4 +168,10 @@ class GuardedTCPServer(TCPServer):
     async def close_idle(self) -> None:
         """The keep-alive timer ran out, or the server stops: the idle connection ends."""
         await self.protocol.handle(Closed())
+        self._forget_hangup()
         await self.stream.aclose()
+
+    def _forget_hangup(self) -> None:
+        # Before the socket closes: its descriptor's number may be reused at once.
+        if self._hangup is not None:
+            self._hangup.forget()

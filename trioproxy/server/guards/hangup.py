@@ -20,7 +20,11 @@ upstream socket, which is all the model server needs to see; everything
 else (the outcome, the 499 line, the cancel of the request's race) still
 happens in the loop, when the read task sees the same hang-up.
 
-Safety, since file descriptor numbers are reused:
+A connection's socket is registered once, at its first request's arm, and
+unregistered when the connection ends (:meth:`Hangup.forget`): a keep-alive
+connection's later requests arm and disarm with no system call, by setting
+and clearing the action under the watcher's lock. Safety, since file
+descriptor numbers are reused:
 
 - arming, disarming and firing hold one lock; an action never runs after
   its request disarmed;
@@ -28,7 +32,11 @@ Safety, since file descriptor numbers are reused:
   (``poll`` at that moment). If the socket was closed and its number taken
   by another connection, that one is not hung up, and nothing happens;
   if it is, its own request would have been stopped anyway;
-- a disarm removes the epoll entry only while the entry is its own.
+- the entry is one-shot: an event that found no action (the client left
+  between two requests) leaves it disabled, and the next arm enables it
+  again, so a hang-up already there is reported at once;
+- a forget removes the epoll entry only while the entry is its own, and
+  runs before the connection's socket is closed.
 """
 
 import contextlib
@@ -62,31 +70,44 @@ class HangupWatcher:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def arm(self, hangup: "Hangup") -> None:
+    def arm(self, hangup: "Hangup", action: Callable[[], None]) -> None:
         with self.lock:
-            if self._closed:
-                return
+            hangup.fired = False
+            hangup.action = action
+            if self._closed or (hangup.registered and not hangup.spent):
+                return  # armed already since this connection's first request
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="trioproxy-hangup", daemon=True
                 )
                 self._thread.start()
             fd = hangup.fd
-            self.armed[fd] = hangup
             try:
-                self._epoll.register(fd, _EVENTS)
-            except FileExistsError:  # this socket's entry, left disarmed by its last event
-                self._epoll.modify(fd, _EVENTS)
+                if hangup.registered:
+                    self._epoll.modify(fd, _EVENTS)  # re-enabled after an event it did not act on
+                else:
+                    try:
+                        self._epoll.register(fd, _EVENTS)
+                    except FileExistsError:  # an entry left for this socket: take it over
+                        self._epoll.modify(fd, _EVENTS)
             except OSError:  # the socket is closed already: nothing to watch
-                del self.armed[fd]
+                hangup.action = None
+                return
+            self.armed[fd] = hangup
+            hangup.registered, hangup.spent = True, False
 
     def disarm(self, hangup: "Hangup") -> None:
         with self.lock:
             hangup.action = None
-            if self.armed.get(hangup.fd) is hangup:
+
+    def forget(self, hangup: "Hangup") -> None:
+        with self.lock:
+            hangup.action = None
+            if hangup.registered and self.armed.get(hangup.fd) is hangup:
                 del self.armed[hangup.fd]
                 with contextlib.suppress(OSError):  # closed: the kernel dropped it
                     self._epoll.unregister(hangup.fd)
+            hangup.registered = False
 
     def close(self) -> None:
         """End the thread; every hang-up still armed is disarmed."""
@@ -110,7 +131,10 @@ class HangupWatcher:
                     return
                 with self.lock:
                     hangup = self.armed.get(fd)
-                    if hangup is None or hangup.action is None or not _hung_up(fd):
+                    if hangup is None:
+                        continue
+                    hangup.spent = True  # one-shot: disabled until the next arm
+                    if hangup.action is None or not _hung_up(fd):
                         continue
                     action, hangup.action = hangup.action, None
                     hangup.fired = True
@@ -127,7 +151,12 @@ def _hung_up(fd: int) -> bool:
 class Hangup:
     """One client connection's hang-up, as the application sees it in its scope."""
 
-    __slots__ = ("_watcher", "action", "fd", "fired")
+    __slots__ = ("_watcher", "action", "fd", "fired", "registered", "spent")
+
+    # Invariant: registered means the watcher's epoll holds this socket's
+    # entry and ``armed[fd] is self``; spent means that one-shot entry
+    # reported an event since it was last enabled. Both change only under
+    # the watcher's lock.
 
     def __init__(self, fd: int, watcher: HangupWatcher) -> None:
         self.fd = fd
@@ -135,6 +164,8 @@ class Hangup:
         self.action: Callable[[], None] | None = None
         self.fired = False
         """The action ran: the client hung up while it was armed."""
+        self.registered = False
+        self.spent = False
 
     @property
     def lock(self) -> threading.Lock:
@@ -143,14 +174,17 @@ class Hangup:
 
     def arm(self, action: Callable[[], None]) -> None:
         """Run ``action`` from the watcher thread if the client hangs up before :meth:`disarm`."""
-        self.fired = False
-        self.action = action
-        self._watcher.arm(self)
+        self._watcher.arm(self, action)
 
     def disarm(self) -> None:
         """After this returns, the action never runs."""
-        if self.action is not None or self._watcher.armed.get(self.fd) is self:
+        if self.action is not None:
             self._watcher.disarm(self)
+
+    def forget(self) -> None:
+        """The connection is ending: its socket leaves the watcher (before it is closed)."""
+        if self.registered:
+            self._watcher.forget(self)
 
 
 class _SwitchInterval:
