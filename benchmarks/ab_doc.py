@@ -108,7 +108,7 @@ def _bars(data: dict[str, Any]) -> list[str]:
     if stops := data.get("stops"):
         left = sum(f[2] or 0 for per_round in stops.values() for f in per_round)
         verdict = "met" if not left else "**not met**"
-        rows.append(f"| no upstream left running | {left} never closed ({verdict}) |")
+        rows.append(f"| no upstream left running, any round | {left} never closed ({verdict}) |")
     if not rows:
         return []
     return [
