@@ -46,7 +46,7 @@ def _head(results: dict[str, dict[str, Any]]) -> list[str]:
         "Written by `python -m benchmarks.report` from `benchmarks/results/*.json`; "
         "`python -m benchmarks.run_all` reruns everything (after "
         "`bash benchmarks/install_peers.sh`). Every figure on this page, the prose's "
-        "included, is this run's; the earlier runs' notes are in "
+        "included, comes from those files, as the tables do; the earlier runs' notes are in "
         "[benchmarks-history.md](benchmarks-history.md), with their own figures.",
         "",
         f"Machine: {machine.get('cores', '?')} cores, Python {machine.get('python', '?')}, "

@@ -1,4 +1,4 @@
-"""The prose of docs/benchmarks.md's "This run" section, generated from the results' JSON.
+"""The prose of docs/benchmarks.md's "What these results show", generated from the results' JSON.
 
 Every figure here is read from benchmarks/results/*.json when the doc is
 written, so the words cannot drift from the tables beside them; a missing
@@ -57,7 +57,7 @@ def _span(scenarios: list[dict[str, Any]]) -> str:
 def _closing(peers: dict[str, Any]) -> list[str]:
     closed = [n for n, p in peers.items() if not any(s["never_closed"] for s in p["scenarios"])]
     lines = [
-        "Every stopped upstream closed, in every phase and storm run, for: "
+        "Every stopped upstream closed, in every scenario run, for: "
         + (", ".join(closed) or "no peer")
         + ".",
     ]
@@ -125,7 +125,7 @@ def _goals(peer: dict[str, Any], config: dict[str, Any]) -> list[str]:
         )
     left = sum(s["never_closed"] for s in peer["scenarios"])
     rows.append(("no upstream left running", f"{left} never closed", left == 0))
-    lines = ["Goals, evaluated from trioproxy's results in this run:", ""]
+    lines = ["Goals, evaluated from trioproxy's results in the stop table:", ""]
     lines += ["| goal | measured | |", "|---|---|---|"]
     lines += [f"| {goal} | {measured} | {_verdict(met)} |" for goal, measured, met in rows]
     return [*lines, ""]
@@ -182,12 +182,12 @@ def _ratios(overhead: dict[str, Any], scale: dict[str, Any]) -> list[str]:
         rows.append(f"| {label} | {fmt(value)} | {sign} {limit:g} | {_verdict(met)} |")
     if not rows:
         return []
-    head = ["Ratios within this run, from the overhead and scale tables below:", ""]
-    return [*head, "| ratio | this run | issue 19's bar | |", "|---|---|---|---|", *rows, ""]
+    head = ["Ratios within each run, from the overhead and scale tables below:", ""]
+    return [*head, "| ratio | measured | issue 19's bar | |", "|---|---|---|---|", *rows, ""]
 
 
 def summary_section(results: dict[str, dict[str, Any]]) -> list[str]:
-    """The "This run" section: what the tables below show, in words and ratios."""
+    """The "What these results show" section: what the tables below show, in words and ratios."""
     cancellation = results["cancellation"]
     peers = cancellation.get("peers", {})
     lines: list[str] = []
@@ -200,4 +200,4 @@ def summary_section(results: dict[str, dict[str, Any]]) -> list[str]:
     lines += _ratios(results["overhead"], results["scale"])
     if not lines:
         return []
-    return ["## This run", "", *lines]
+    return ["## What these results show", "", *lines]
