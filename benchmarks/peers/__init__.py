@@ -195,7 +195,7 @@ PEERS = (
         "litellm",
         "general_settings.cancel_on_disconnect: true",
         only=("cancellation",),
-        fix="mid-stream (20-40 ms) and storms (seconds): none found",
+        fix="mid-stream and storms (over their bounds): none found",
     ),
     Peer(
         "polling-100ms",
