@@ -7,6 +7,7 @@ answer POST too.
 
 import json
 import pathlib
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ def fast_upstream(kind: str, port: int) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def request_body(kind: str) -> str:
