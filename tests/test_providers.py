@@ -150,7 +150,7 @@ async def test_an_azure_path_names_the_model_it_is_routed_by(
     await upstream.start(nursery)
     proxy = await proxy_for(nursery, settings_file(tmp_path, AZURE.format(port=upstream.port)))
     headers = {"api-key": CLIENT_KEY}
-    body = {"messages": []}  # no model: the path names it
+    body: dict[str, Any] = {"messages": []}  # no model: the path names it
     async with httpx.AsyncClient(base_url=proxy, headers=headers) as client:
         with trio.fail_after(10):
             served = await client.post("/openai/deployments/gpt-4o/chat/completions", json=body)
