@@ -10,6 +10,7 @@ from trioproxy.asgi import gone_already
 from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.relay.sse import EventCounter, error_event
+from trioproxy.proxy.upstream.conventions import Conventions
 from trioproxy.proxy.upstream.headers import request_headers, response_headers
 from trioproxy.server.guards.connection import AcceptErrorFilter
 from trioproxy.sim.render import Render
@@ -25,14 +26,17 @@ def test_hop_by_hop_and_named_connection_headers_are_dropped() -> None:
         (b"x-keep", b"yes"),
         (b"authorization", b"Bearer client"),
     ]
-    assert request_headers(headers, None) == [
+    assert request_headers(headers) == [
         (b"x-keep", b"yes"),
         (b"authorization", b"Bearer client"),
     ]
 
 
 def test_upstream_key_replaces_client_authorization() -> None:
-    out = request_headers([(b"authorization", b"Bearer client"), (b"x-a", b"1")], "sk-real")
+    held = Conventions.of("sk-real")
+    out = request_headers(
+        [(b"authorization", b"Bearer client"), (b"x-a", b"1")], held.drop, held.added
+    )
     assert out == [(b"x-a", b"1"), (b"authorization", b"Bearer sk-real")]
 
 

@@ -167,7 +167,7 @@ def build_app(
     async def routed(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await control_routes(scope, receive, send)  # the lifespan
-        elif scope["path"].startswith("/v1/"):
+        elif scope["path"].startswith(("/v1/", "/openai/deployments/")):  # Azure clients too
             await api(scope, receive, send)
         elif scope["path"].startswith(("/admin", "/metrics")):
             await operators(scope, receive, send)  # the operator's: no record, no CORS

@@ -31,11 +31,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 def _token(scope: Scope) -> bytes:
     given = _header(scope, b"authorization") or b""
-    return given[7:] if given[:7].lower() == b"bearer " else _header(scope, b"x-api-key") or b""
+    if given[:7].lower() == b"bearer ":
+        return given[7:]
+    # Where the Anthropic SDK and an Azure OpenAI client put the key they are given.
+    return _header(scope, b"x-api-key") or _header(scope, b"api-key") or b""
 
 
 def bearer_ok(scope: Scope, keys: frozenset[bytes]) -> bool:
-    """``Authorization: Bearer KEY`` (or Anthropic's ``x-api-key: KEY``) holds one of ``keys``."""
+    """``Authorization: Bearer KEY`` (or Anthropic's ``x-api-key: KEY``, or Azure's
+    ``api-key: KEY``) holds one of ``keys``."""
     token = _token(scope)
     found = False
     for key in keys:

@@ -183,8 +183,19 @@ OPTIONS: tuple[Option, ...] = (
            "PEM", toml="server.certfile", shown_default="none"),
     Option("keyfile", str, None, "the certificate's private key (PEM)", "PEM",
            toml="server.keyfile", shown_default="none"),
-    Option("upstream_key", str, None, "sent upstream as `Authorization: Bearer KEY`, in place "
-           "of every client credential", "KEY", shown_default="none", secret=True),
+    Option("upstream_key", str, None, "sent upstream as `Authorization: Bearer KEY` (or in "
+           "`--upstream-key-header`), in place of every client credential", "KEY",
+           shown_default="none", secret=True),
+    Option("upstream_key_header", str, "authorization", "the header `--upstream-key` goes in: "
+           "`authorization` as `Bearer KEY`, any other (`x-api-key`, `api-key`) as the key alone; "
+           "never a hop-by-hop or framing header", "NAME"),
+    Option("upstream_header", str, [], "a header sent upstream with every request, in place of "
+           "the client's of that name (repeatable; `anthropic-version:2023-06-01`); the variable "
+           "is comma-separated", "NAME:VALUE", env="TRIOPROXY_UPSTREAM_HEADERS", repeat=True,
+           shown_default="none"),
+    Option("upstream_query", str, [], "a query parameter added to every request, in place of "
+           "the client's of that name (repeatable; `api-version=2024-10-21`)", "NAME=VALUE",
+           env="TRIOPROXY_UPSTREAM_QUERY", repeat=True, shown_default="none"),
     Option("upstream_ca", str, None, "verify an HTTPS upstream with this CA bundle", "PEM",
            shown_default="certifi's CAs"),
     Option("connect_timeout", float, 10.0, "connecting to the upstream", "S",

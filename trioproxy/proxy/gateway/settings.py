@@ -8,11 +8,14 @@ which ``docs/trioproxy.example.toml`` copies).
 import os
 import ssl
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from trioproxy.proxy.gateway.config import ClientKey, MiB, ProxyConfig
 from trioproxy.proxy.gateway.options import CONFIG, OPTIONS, OptionError, resolve, toml_text
+from trioproxy.proxy.gateway.providers import FILE_KEYS, from_options, from_table, stray_option
 from trioproxy.proxy.upstream.routing import Upstream
 from trioproxy.server.guards import DEFAULTS, ServerLimits
 
@@ -29,6 +32,7 @@ _FILE_ONLY: dict[str, dict[str, type]] = {
         "models": list,
         "fallback": list,
         "ca": object,  # checked by _check_ca, which also reads it
+        **FILE_KEYS,
     },
     "key": {"name": str, "key_env": str, "max_concurrent": int, "per_minute": int},
 }
@@ -76,8 +80,11 @@ def load(
     except OptionError as exc:
         raise SettingsError(str(exc)) from None
     upstreams = _upstreams(data.get("upstream", []), env)
+    if stray := stray_option(v):
+        raise SettingsError(stray)
+    single = _conventions(partial(from_options, v), "default")
     if v["upstream"]:
-        upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"]),)
+        upstreams = (_upstream("default", str(v["upstream"]), v["upstream_key"], **single),)
     _check_certificate(v["certfile"], v["keyfile"])
     if v["upstream_ca"]:
         _check_ca(v["upstream_ca"], "--upstream-ca")
@@ -170,6 +177,9 @@ def _wrong_type(value: object, wanted: type) -> str | None:
     if wanted is list:
         ok = isinstance(value, list) and value and all(isinstance(v, str) and v for v in value)
         return None if ok else "not a list of strings (write [...]; none empty)"
+    if wanted is dict:
+        ok = isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
+        return None if ok else 'not a table of strings (write { name = "value" }; none empty)'
     if wanted is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         return None if ok else "not a positive integer"
@@ -200,9 +210,16 @@ def _client_keys(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Cli
     return tuple(keys)
 
 
-def _upstream(name: str, url: str, key: str | None, *rest: Any) -> Upstream:
+def _upstream(name: str, url: str, key: str | None, *rest: Any, **conventions: Any) -> Upstream:
     try:
-        return Upstream(name, url, key, *rest)
+        return Upstream(name, url, key, *rest, **conventions)
+    except ValueError as exc:
+        raise SettingsError(f"upstream {name!r}: {exc}") from None
+
+
+def _conventions(read: Callable[[], dict[str, Any]], name: str) -> dict[str, Any]:
+    try:
+        return read()
     except ValueError as exc:
         raise SettingsError(f"upstream {name!r}: {exc}") from None
 
@@ -230,7 +247,10 @@ def _upstreams(tables: list[dict[str, Any]], env: dict[str, str]) -> tuple[Upstr
         if ca is not None:
             _check_ca(ca, f"upstream {name!r} ca")
         fallback = tuple(table.get("fallback", []))
-        upstreams.append(_upstream(name, str(table["url"]), key, models, fallback, ca))
+        conventions = _conventions(partial(from_table, table, env, name), name)
+        upstreams.append(
+            _upstream(name, str(table["url"]), key, models, fallback, ca, **conventions)
+        )
     names = {u.name for u in upstreams}
     for upstream in upstreams:
         for missing in set(upstream.fallback) - names:

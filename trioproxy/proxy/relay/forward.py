@@ -115,9 +115,9 @@ class Forwarder:
 
         # With keys of its own the proxy never forwards the client's
         # credentials: they are the proxy's keys, not the upstream's.
-        headers = request_headers(
-            request.headers, upstream.key, strip_credentials=self._strip_credentials
-        )
+        conventions = upstream.conventions
+        drop = conventions.drop_credentials if self._strip_credentials else conventions.drop
+        headers = request_headers(request.headers, drop, conventions.added)
         return self._pool.exchange(
             upstream.origin,
             request.method,

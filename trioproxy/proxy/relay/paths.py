@@ -16,9 +16,13 @@ out of the base path without a dot segment, which is refused.
 import re
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["client_query_ok", "client_tail"]
+__all__ = ["AZURE_PREFIX", "azure_tail", "client_query_ok", "client_tail"]
 
 PREFIX = b"/v1/"
+AZURE_PREFIX = b"/openai/deployments/"
+"""Where an Azure OpenAI client (``AzureOpenAI(azure_endpoint=...)``) sends its requests."""
+_DEPLOYMENT = re.compile(rb"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+"""An Azure deployment's name: letters, digits, ``_``, ``-`` and ``.``, up to 64."""
 _PATH = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
 _QUERY = re.compile(rb"[\x21-\x22\x24-\x7e]*")  # printable ASCII but "#"
 _SEPARATOR = re.compile(rb"[/\\]")
@@ -51,3 +55,19 @@ def client_tail(raw_path: bytes) -> bytes | None:
 
 def client_query_ok(query: bytes) -> bool:
     return _QUERY.fullmatch(query) is not None
+
+
+def azure_tail(raw_path: bytes) -> tuple[str, bytes] | None:
+    """An Azure OpenAI client's ``/openai/deployments/NAME/...``: NAME, the model it
+    routes by, and the rest as the tail a ``/v1/...`` path would give; None to refuse.
+
+    The deployment an upstream serves is in its URL, as a ``/v1`` client needs it:
+    so both kinds of client reach the same upstream, chosen by model.
+    """
+    if not raw_path.startswith(AZURE_PREFIX):
+        return None
+    name, slash, rest = raw_path[len(AZURE_PREFIX) :].partition(b"/")
+    if not slash or not _DEPLOYMENT.fullmatch(name):
+        return None
+    tail = client_tail(PREFIX + rest)
+    return (name.decode("ascii"), tail) if tail is not None else None

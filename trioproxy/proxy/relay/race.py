@@ -39,7 +39,7 @@ from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
 from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.model_field import top_level_model
-from trioproxy.proxy.relay.paths import client_query_ok, client_tail
+from trioproxy.proxy.relay.paths import AZURE_PREFIX, azure_tail, client_query_ok, client_tail
 from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import Deadlines, UpstreamPool
 from trioproxy.proxy.upstream.routing import Router, Upstream
@@ -104,7 +104,11 @@ class Relay:
         if scope["method"] not in RELAYED_METHODS:
             rec.end(Outcome.BAD_REQUEST, 405)
             return await _send_method_not_allowed(send, scope["method"])
-        tail = client_tail(scope["raw_path"])
+        raw_path, deployment = scope["raw_path"], None
+        if raw_path.startswith(AZURE_PREFIX):
+            deployment, tail = azure_tail(raw_path) or (None, None)
+        else:
+            tail = client_tail(raw_path)
         if tail is None or not client_query_ok(scope["query_string"]):
             rec.end(Outcome.BAD_REQUEST, 400)
             await send_json_error(
@@ -150,7 +154,7 @@ class Relay:
             rec.stop.fire(Outcome.CLIENT_CLOSED)
             return
         merged = scope["raw_path"] == b"/v1/models" and len(self._router.upstreams) > 1
-        upstream = self._router.default if merged else self._route(body, rec)
+        upstream = self._router.default if merged else self._route(body, rec, deployment)
         if upstream is None:
             rec.end(Outcome.NOT_FOUND, 404)
             await send_json_error(
@@ -201,14 +205,14 @@ class Relay:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _route(self, body: bytes, rec: RequestRecord) -> Upstream | None:
+    def _route(self, body: bytes, rec: RequestRecord, deployment: str | None) -> Upstream | None:
         # The body is parsed only when its model decides where it goes, or
         # when the admin's listing will show it; else a cheap look serves the
-        # log and the metrics.
-        if not self._router.needs_model and self._config.admin_key is None:
+        # log and the metrics. An Azure client's path names its model, as Azure reads it.
+        if deployment is None and not self._router.needs_model and self._config.admin_key is None:
             rec.model = _glimpsed_model(body)
             return self._router.default
-        model = top_level_model(body) if body else None
+        model = deployment or (top_level_model(body) if body else None)
         if model is None:
             return self._router.default  # no model (GET /v1/files, ...): the first upstream
         rec.model = kept(model, MODEL_MAX)  # the whole name stays in the body only

@@ -9,11 +9,11 @@ the way back.
 
 from collections.abc import Iterable
 
-__all__ = ["Headers", "request_headers", "response_headers"]
+__all__ = ["CREDENTIALS", "DROP_UP", "HOP_BY_HOP", "Headers", "request_headers", "response_headers"]
 
 type Headers = list[tuple[bytes, bytes]]
 
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -40,33 +40,33 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
     )
 
 
-_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
 """Where clients put API keys: OpenAI's, Anthropic's and Azure's headers."""
 
 
-_DROP_UP = _HOP_BY_HOP | _RECOMPUTED_UPSTREAM
-_DROP_DOWN = _HOP_BY_HOP | {b"content-length"}
-_DROP_UP_CREDENTIALS = _DROP_UP | _CREDENTIALS
+DROP_UP = HOP_BY_HOP | _RECOMPUTED_UPSTREAM
+_DROP_DOWN = HOP_BY_HOP | {b"content-length"}
 
 
 def request_headers(
-    headers: Headers, upstream_key: str | None, *, strip_credentials: bool = False
+    headers: Headers,
+    drop: frozenset[bytes] = DROP_UP,
+    added: Iterable[tuple[bytes, bytes]] = (),
 ) -> Headers:
-    """Client request headers as the upstream should see them.
+    """Client request headers as the upstream should see them: those named in ``drop``
+    left out, then ``added`` appended.
 
-    ``strip_credentials`` drops every credential header the client sent (the
-    proxy's own client keys must never reach an upstream); ``upstream_key``
-    then goes as ``Authorization: Bearer``, so a client never needs, or sees,
-    the real key.
+    An upstream's :class:`~trioproxy.proxy.upstream.conventions.Conventions` hold
+    both: ``drop`` names every credential header when the proxy holds the key or
+    checks client keys (a client never needs, or sees, the real key, and the
+    proxy's own client keys never reach an upstream), and every header the
+    upstream's conventions add, so the upstream gets one value, the configured one.
     """
-    credentials = strip_credentials or upstream_key is not None
-    drop = _DROP_UP_CREDENTIALS if credentials else _DROP_UP
     if any(name == b"connection" for name, _ in headers):  # names it marks go too
         drop = drop | _connection_tokens(headers)
     # hypercorn hands names in lower case (h11 and h2 both normalize them).
     kept = [(name, value) for name, value in headers if name not in drop]
-    if upstream_key is not None:
-        kept.append((b"authorization", b"Bearer " + upstream_key.encode("latin-1")))
+    kept.extend(added)
     return kept
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from trioproxy.proxy.core.bounded import MODEL_MAX, UPSTREAM_NAME_MAX
+from trioproxy.proxy.upstream.conventions import Conventions
 from trioproxy.proxy.upstream.pool import Origin
 
 __all__ = ["Router", "Upstream"]
@@ -28,6 +29,14 @@ class Upstream:
     """Upstreams tried, in order, when this one cannot be reached or answers 5xx."""
     ca: str | None = None
     """PEM bundle this upstream's TLS is verified with; None: ``--upstream-ca`` or certifi's."""
+    key_header: str = "authorization"
+    """Where ``key`` goes: ``Authorization: Bearer KEY``, else this header with the key alone."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Sent with every request, in place of the client's headers of these names; never logged."""
+    query: tuple[tuple[str, str], ...] = ()
+    """Added to every request's query, in place of the client's parameters of these names."""
+    conventions: Conventions = field(init=False, compare=False)
+    """All of the above, checked, as the bytes each request adds."""
     origin: Origin = field(init=False, compare=False)
     """Scheme, host and port: from the configuration only, never from a client."""
     base_path: bytes = field(init=False, compare=False)
@@ -39,6 +48,8 @@ class Upstream:
             # A client's model is kept to MODEL_MAX characters: such a name could never match.
             raise ValueError(f"model name over {MODEL_MAX} characters: {too_long[0][:40]!r}...")
         origin, base = _parse_base(self.url)
+        conventions = Conventions.of(self.key, self.key_header, self.headers, self.query)
+        object.__setattr__(self, "conventions", conventions)
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "base_path", base)
 
@@ -47,6 +58,7 @@ class Upstream:
         :func:`trioproxy.proxy.relay.paths.client_tail`, so it starts with ``/``) and query:
         the base path, joined as bytes, never parsed again."""
         target = self.base_path + tail
+        query = self.conventions.merged_query(query)
         return target + b"?" + query if query else target
 
     def __repr__(self) -> str:  # the key stays out of every log and traceback
