@@ -148,6 +148,8 @@ class Forwarder:
         if counter is not None:
             headers.append(_NO_BUFFERING)
         usage = UsageTap(event_stream=counter is not None)
+        # A JSON answer's bytes are no stream: its phase says so in the log and the metrics.
+        flowing = Phase.STREAMING if counter is not None else Phase.BODY
         if early:
             if counter is None or response.status != 200:
                 return await refused_after_early_headers(response, send, rec)
@@ -159,7 +161,7 @@ class Forwarder:
         send_chunk = beat.send_chunk if beat.enabled else _plain(send)
         try:
             while (chunk := await response.next_chunk()) is not None:
-                rec.phase = Phase.STREAMING
+                rec.phase = flowing
                 rec.bytes_relayed += len(chunk)
                 usage.feed(chunk)
                 if counter is not None:
@@ -181,6 +183,7 @@ class Forwarder:
     async def merged_models(self, request: UpstreamRequest, send: Send, rec: RequestRecord) -> None:
         """``GET /v1/models`` with several upstreams: their lists, merged."""
         lists: dict[str, dict[str, bytes]] = {}
+        rec.phase = Phase.CONNECT
 
         async def fetch(upstream: Upstream) -> None:
             try:
@@ -198,6 +201,7 @@ class Forwarder:
             for model_id, model in lists.get(upstream.name, {}).items():
                 models.setdefault(model_id, model)
         body = merged_list(models.values())
+        rec.phase = Phase.BODY
         rec.end(Outcome.COMPLETED, 200)
         rec.bytes_relayed = len(body)
         await send_json(send, 200, body)
