@@ -15,16 +15,13 @@ from functools import partial
 from typing import Any
 
 from trioproxy.proxy.core.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
+from trioproxy.proxy.core.lines import FIELDS
 from trioproxy.proxy.core.outcome import Outcome, Phase
 from trioproxy.proxy.core.stop import Stop
 
-__all__ = ["FIELDS", "Outcome", "Phase", "RequestRecord", "access_log"]
+__all__ = ["Outcome", "Phase", "RequestRecord", "access_log"]
 
 access_log = logging.getLogger("trioproxy.access")
-
-FIELDS = "fields"
-"""The attribute of a log record (its ``extra``) that holds its fields, for the JSON
-lines (:mod:`.lines`): a dict, or a callable that makes one, called only by them."""
 
 
 # A per-process prefix keeps ids unique across worker processes and restarts.
