@@ -1,7 +1,9 @@
 """What an operator searches: the phase an answer ended in, the request id, each
 fallback attempt; on real sockets, read from the access line."""
 
+import logging
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -162,3 +164,45 @@ def test_a_request_id_is_the_clients_only_when_short_and_visible(value: bytes) -
         assert all(0x21 <= c <= 0x7E and c not in b'"(),;<>?[\\]{}' for c in value)
     else:
         assert re.fullmatch("[0-9a-f]{32}", kept)
+
+
+@pytest.fixture
+def attempt_log() -> Iterator[AccessLog]:
+    handler = AccessLog()
+    logger = logging.getLogger("trioproxy.attempt")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def test_each_failed_attempt_is_a_line_naming_its_upstream_and_reason(
+    nursery: trio.Nursery, access_log: AccessLog, attempt_log: AccessLog
+) -> None:
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    failing = ScriptedUpstream(
+        [b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 2\r\n\r\n{}"]
+    )
+    backup = SimUpstream()
+    upstreams = (
+        Upstream("main", await failing.start(nursery), None, ("m1",), ("dead", "backup")),
+        Upstream("dead", dead, None, ("m2",)),
+        Upstream("backup", f"{await start_sim(nursery, backup)}/v1", None, ("m3",)),
+    )
+    proxy = await start_proxy(nursery, ProxyConfig(upstream="", upstreams=upstreams))
+    with trio.fail_after(10):
+        async with httpx.AsyncClient(base_url=proxy) as client:
+            answer = await client.post(
+                "/v1/chat/completions",
+                json=CHAT | {"model": "m1"},
+                headers={"x-request-id": "fb-1", "x-sim-id": "fb"},
+            )
+        first, second = await attempt_log.wait_for(2)
+        (line,) = await access_log.wait_for(1)
+    assert answer.status_code == 200 and backup.fate("fb").outcome == "completed"
+    assert " attempt upstream=main status=500 reason=server_error then=dead " in first
+    assert " attempt upstream=dead status=- reason=" in second and " then=backup " in second
+    assert "request_id=fb-1" in first and "request_id=fb-1" in second
+    assert " 200 outcome=completed " in line and " upstream=backup " in line
