@@ -14,7 +14,7 @@ bash scripts/ensure_debian.sh /usr/bin/chromium=chromium curl=curl openssl=opens
 command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer" >&2; exit 1; }
 (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)
 
-bash scripts/bootstrap.sh test bench
+bash scripts/bootstrap.sh test bench otel
 .venv/bin/ruff check trioproxy tests benchmarks
 .venv/bin/ruff format --check trioproxy tests benchmarks
 .venv/bin/mypy trioproxy tests benchmarks

@@ -119,7 +119,7 @@ _SAMPLES: dict[object, object] = {str: "x.example", int: 7, float: 2.5}
 def test_every_option_comes_from_the_command_line_a_variable_or_the_file(
     opt: options.Option,
 ) -> None:
-    value: object = True if opt.flag else _SAMPLES[opt.kind]
+    value: object = True if opt.flag else (opt.choices or [_SAMPLES[opt.kind]])[-1]
     wanted = [value] if opt.repeat else value
     text = "true" if opt.flag else str(value)
     assert options.resolve({}, {}, {opt.name: wanted})[opt.name] == wanted

@@ -54,6 +54,10 @@ CASES: list[tuple[str, list[str], list[str], dict[str, str], str | None, list[st
      ["--certfile /nonexistent.pem", "cannot read"]),
     ("upstream-one-table", [], [], {}, _UPSTREAM.replace("[[upstream]]", "[upstream]"),
      ["[[upstream]]"]),
+    ("log-format", [], ["--log-format", "xml"], {}, None,
+     ['--log-format = "xml"', "not one of text, json"]),
+    ("log-format-file", [], [], {}, '[server]\nlog_format = "yaml"\n',
+     ['server.log_format = "yaml"', "text, json"]),
 ]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import trio
 from trioproxy import __version__
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
-from trioproxy.proxy.core.bounded import OneLineFormatter
+from trioproxy.proxy.core import lines
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
 from trioproxy.proxy.gateway.startup import (
@@ -135,8 +135,9 @@ def _given_as_option(argv: list[str] | None) -> bool:
 def _setup_logging(level: str) -> None:
     # One handler for every logger, ours and the libraries': each record is
     # written as one line, its control characters escaped (CWE-117).
+    # ``serve`` may switch it to JSON lines once its settings are read (lines.use).
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(lines.formatter("text"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     # httpx logs every request at INFO: the access log already has one line each.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -205,9 +206,10 @@ def _run_serve(args: argparse.Namespace) -> None:
     parent = given is None
     if given is None:
         given = {opt.name: getattr(args, opt.name) for opt in OPTIONS}
-        warn_of_keys_given(given)
     settings = _settings(given)
+    lines.use(settings.log_format)  # before the first line: every line is in one format
     if parent:
+        warn_of_keys_given(given)
         warn_of_open_relay(settings)
     try:
         if settings.workers > 1:

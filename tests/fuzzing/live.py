@@ -27,7 +27,9 @@ STALL_MS = 1000.0
 MAX_LINE = 16 * 1024
 """Every outside value is cut before it is logged; no line gets near this."""
 
-_LINE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING) [\w.]+: [^\r\n]*\Z")
+_LINE = re.compile(
+    rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[\d+\] (DEBUG|INFO|WARNING) [\w.]+: [^\r\n]*\Z"
+)  # the time, the worker's pid, the level, the logger
 # C0 but for the line's own end, DEL, and C1 (as UTF-8, how the log is written).
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]|\xc2[\x80-\x9f]")
 

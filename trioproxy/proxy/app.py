@@ -30,6 +30,7 @@ from trioproxy.proxy.admin.cluster import Cluster
 from trioproxy.proxy.admin.control import ASSETS, Admin
 from trioproxy.proxy.admin.inflight import Inflight
 from trioproxy.proxy.admin.metrics import Metrics
+from trioproxy.proxy.admin.traces import Tracing, open_tracing
 from trioproxy.proxy.core.bounded import REQUEST_ID_MAX, kept
 from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.core.requests import Requests
@@ -125,9 +126,13 @@ def _json_error(status: int, message: str, code: str) -> Any:
 
 
 def build_app(
-    config: ProxyConfig, pool: UpstreamPool, run_dir: str | None = None
+    config: ProxyConfig,
+    pool: UpstreamPool,
+    run_dir: str | None = None,
+    tracing: Tracing | None = None,
 ) -> tuple[ASGIApp, Cluster]:
-    """The app, and the cluster that answers the other workers (``run_dir``: see cluster)."""
+    """The app, and the cluster that answers the other workers (``run_dir``: see cluster);
+    ``tracing`` observes the API's records as they end."""
     configured = {m for u in config.router().upstreams for m in u.models}
     metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
     inflight = Inflight()
@@ -137,6 +142,8 @@ def build_app(
     for requests in (api_requests, other_requests):
         requests.subscribe(metrics.started, metrics.finished)
     api_requests.subscribe(inflight.add, inflight.remove)
+    if tracing is not None:
+        api_requests.subscribe(ended=tracing.ended)
     cluster = Cluster(inflight, run_dir)
     admin = Admin(cluster, metrics, config.admin_key)
     # With a metrics key, the admin key opens /metrics too; without one, /metrics is
@@ -208,12 +215,15 @@ async def serve_proxy(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     run_dir: str | None = None,
+    tracing: Tracing | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until the trigger; ``run_dir`` joins the other workers of one server."""
+    """Serve until the trigger; ``run_dir`` joins the other workers of one server;
+    ``tracing``: None traces as the ``OTEL_*`` variables say (:mod:`.admin.traces`)."""
     pool = open_upstream_pool(proxy)
+    tracing = tracing if tracing is not None else open_tracing()
     try:
-        app, cluster = build_app(proxy, pool, run_dir)
+        app, cluster = build_app(proxy, pool, run_dir, tracing)
         async with trio.open_nursery() as nursery:
             await nursery.start(cluster.serve)
             await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
@@ -221,3 +231,5 @@ async def serve_proxy(
     finally:
         with trio.CancelScope(shield=True):
             await pool.aclose()
+            if tracing is not None:
+                await tracing.aclose()

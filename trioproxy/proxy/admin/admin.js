@@ -30,6 +30,7 @@ function renderInflight(requests) {
       row = body.insertRow();
       row.dataset.id = r.id;
       for (const v of [r.id, r.key || '-', r.model || '-', r.upstream || '-']) cell(row, v);
+      row.cells[0].title = `x-request-id: ${r.request_id}`;
       for (let i = 0; i < 4; i++) cell(row, '', i ? 'num' : '');
       const button = document.createElement('button');
       button.textContent = 'Cancel';
@@ -56,7 +57,7 @@ function renderRecent(recent) {
     totals[r.outcome] = (totals[r.outcome] || 0) + 1;
     const row = body.insertRow();
     cell(row, r.ended_s_ago.toFixed(0), 'num');
-    cell(row, r.id);
+    cell(row, r.id).title = `x-request-id: ${r.request_id}`;
     cell(row, r.outcome, `outcome-${r.outcome}`);
     cell(row, r.status, 'num');
     for (const v of [r.phase, r.key || '-', r.model || '-', r.upstream || '-']) cell(row, v);

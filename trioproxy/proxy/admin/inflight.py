@@ -30,6 +30,7 @@ _KEPT_CHARS = (
     + bounded.KEY_NAME_MAX
     + bounded.UPSTREAM_NAME_MAX
     + bounded.ADDRESS_MAX
+    + bounded.REQUEST_ID_MAX
 )
 ENTRY_MAX_BYTES = 12 * _KEPT_CHARS + 512
 """One entry in JSON at most: a kept character is at most 12 bytes (a surrogate
@@ -85,6 +86,7 @@ class Inflight:
 def _describe(r: RequestRecord, now: float) -> dict[str, Any]:
     return {
         "id": r.request_id,
+        "request_id": r.x_request_id,
         "client": r.client,
         "method": r.method,
         "path": r.path,

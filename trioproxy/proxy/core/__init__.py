@@ -7,6 +7,7 @@
 - :mod:`.stop`: the one owner of "this request is over";
 - :mod:`.errors`: the OpenAI-style JSON error body;
 - :mod:`.bounded`: the caps on every outside value kept, and the one-line log formatter;
+- :mod:`.lines`: the log's two formats, text and JSON; :mod:`.request_id`: the ``x-request-id``;
 - :mod:`.tally`: counts every worker of one server shares.
 
 Nothing here imports another package of the proxy.

@@ -19,7 +19,8 @@ class Phase(enum.StrEnum):
     CONNECT = "connect"  # opening the upstream connection, sending the request
     WAITING_HEADERS = "waiting_headers"  # request sent, upstream has not answered
     WAITING_FIRST_BYTE = "waiting_first_byte"  # headers relayed, no body byte yet
-    STREAMING = "streaming"  # body bytes flowing
+    STREAMING = "streaming"  # an event stream's bytes flowing
+    BODY = "body"  # the bytes of an answer that is no event stream (a JSON answer, a list)
 
 
 class Outcome(enum.StrEnum):

@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import time
+from functools import partial
 from typing import Any
 
 from trioproxy.proxy.core.bounded import METHOD_MAX, PATH_MAX, USAGE_MAX, kept
+from trioproxy.proxy.core.lines import FIELDS
 from trioproxy.proxy.core.outcome import Outcome, Phase
 from trioproxy.proxy.core.stop import Stop
 
@@ -51,6 +53,7 @@ class RequestRecord:
         "upstream_closed_at",
         "upstream_headers_at",
         "usage",
+        "x_request_id",
     )
 
     # Invariant: ``outcome`` is set once, by ``end``, and never changes after.
@@ -59,6 +62,9 @@ class RequestRecord:
 
     def __init__(self, method: str, path: str) -> None:
         self.request_id = next(_ids)
+        """The proxy's own id, unique in the server: the admin cancels by it."""
+        self.x_request_id = ""
+        """The id the client and the upstream see (:mod:`.request_id`), set as it starts."""
         self.method = kept(method, METHOD_MAX)
         self.path = kept(path, PATH_MAX)
         self.phase = Phase.UPLOAD
@@ -106,7 +112,7 @@ class RequestRecord:
         usage = "none" if self.usage is None else _usage_text(self.usage)
         access_log.info(
             "%s %s %s %d outcome=%s phase=%s bytes=%d events=%d ttfb_ms=%s duration_ms=%.1f"
-            " model=%s upstream=%s key=%s usage=%s",
+            " model=%s upstream=%s key=%s request_id=%s usage=%s",
             self.request_id,
             self.method,
             self.path,
@@ -120,8 +126,32 @@ class RequestRecord:
             self.model or "-",
             self.upstream or "-",
             self.key_name or "-",
+            self.x_request_id or "-",
             usage,
+            extra={FIELDS: partial(self.fields, now)},
         )
+
+    def fields(self, now: float) -> dict[str, Any]:
+        """The access line's values as typed fields (a JSON line's), at ``now``."""
+        ttfb = self.upstream_headers_at
+        return {
+            "id": self.request_id,
+            "request_id": self.x_request_id,
+            "method": self.method,
+            "path": self.path,
+            "status": self.status_logged,
+            "outcome": str(self.outcome),
+            "phase": str(self.phase),
+            "bytes": self.bytes_relayed,
+            "events": self.events_relayed,
+            "ttfb_ms": None if ttfb is None else round((ttfb - self.started_at) * 1000, 1),
+            "duration_ms": round((now - self.started_at) * 1000, 1),
+            "model": self.model or None,
+            "upstream": self.upstream or None,
+            "key": self.key_name or None,
+            "client": self.client or None,
+            "usage": _usage_field(self.usage),
+        }
 
     @property
     def status_logged(self) -> int:
@@ -130,6 +160,14 @@ class RequestRecord:
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 """``json.dumps`` with these separators, without building an encoder for each line."""
+
+
+def _usage_field(usage: dict[str, Any] | None) -> dict[str, Any] | str | None:
+    # The object itself when its text is whole, else the text as a text line has it (cut).
+    if usage is None:
+        return None
+    text = _usage_text(usage)
+    return usage if text.endswith("}") else text
 
 
 def _usage_text(usage: dict[str, Any]) -> str:

@@ -5,7 +5,8 @@ line and one count for every request that reaches the proxy, refused or relayed.
 check: a 401 or a 429 is a request too), puts it in the scope
 (:func:`record_of`), and closes it when the app returns: an outcome is
 decided if none was, the observers are told, and the one access line is
-written. The observers (the metrics, the admin's list of requests in flight)
+written. Every answer it gives carries the request's ``x-request-id``
+(:mod:`.request_id`). The observers (the metrics, the admin's list of requests in flight)
 subscribe to a record's start and end; the layers that serve the request
 never call them.
 """
@@ -16,6 +17,7 @@ from trioproxy.asgi import ASGIApp, Message, Receive, Scope, Send
 from trioproxy.proxy.core.bounded import ADDRESS_MAX, kept
 from trioproxy.proxy.core.outcome import Outcome, only_cancelled
 from trioproxy.proxy.core.record import RequestRecord
+from trioproxy.proxy.core.request_id import answer_headers, request_id_of
 
 __all__ = ["RECORD", "Observer", "Requests", "record_of"]
 
@@ -48,15 +50,13 @@ class Requests:
     def recorded(self, app: ASGIApp, *, own_answers: bool = False) -> ASGIApp:
         """``app`` with a record for each HTTP request. ``own_answers``: the app
         (Quart's) sets no outcome of its own; the status it answers decides it.
-        Without it, ``send`` goes to the app unwrapped: no cost per message."""
+        ``send`` is wrapped to mark the answer's head with the request id: one
+        test of the message's type per message (some 0.1 us)."""
 
         async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
             rec = self._start(scope)
             try:
-                if own_answers:
-                    await app(scope, receive, _status_kept(send, rec))
-                else:
-                    await app(scope, receive, send)
+                await app(scope, receive, _marked(send, rec, own_answers))
             except BaseException as exc:
                 # hypercorn never cancels a request; only the server stopping does
                 # (after its grace period). The cancel may come grouped by a nursery.
@@ -72,6 +72,7 @@ class Requests:
 
     def _start(self, scope: Scope) -> RequestRecord:
         rec = RequestRecord(scope["method"], scope["path"])
+        rec.x_request_id = request_id_of(scope["headers"])
         client = scope.get("client")
         rec.client = kept(f"{client[0]}:{client[1]}", ADDRESS_MAX) if client else ""
         scope[RECORD] = rec
@@ -87,10 +88,15 @@ class Requests:
         rec.log()
 
 
-def _status_kept(send: Send, rec: RequestRecord) -> Send:
-    async def kept_status(message: Message) -> None:
+def _marked(send: Send, rec: RequestRecord, own_answers: bool) -> Send:
+    """``send``, with the request id on the answer's head (and its status kept, for
+    an app that names no outcome)."""
+
+    async def marked(message: Message) -> None:
         if message["type"] == "http.response.start":
-            rec.status = message["status"]
+            message["headers"] = answer_headers(list(message.get("headers", ())), rec.x_request_id)
+            if own_answers:
+                rec.status = message["status"]
         await send(message)
 
-    return kept_status
+    return marked

@@ -66,6 +66,8 @@ class Option:
     above: float | None = None
     """A number must be more than this (a timeout of 0 would fail every request)."""
     maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    """The only values a string may take; empty: any."""
 
     @property
     def option(self) -> str:
@@ -134,6 +136,9 @@ class Option:
         if self.kind is str or self.flag:
             if self.kind is str and not isinstance(value, bool) and not value:
                 raise OptionError(f'{where} = "": must not be empty')
+            if self.choices and value not in self.choices:
+                shown = repr(value) if shown is None else shown
+                raise OptionError(f"{where} = {shown}: not one of {', '.join(self.choices)}")
             return value
         number = float(value)
         wrong = None
@@ -257,6 +262,9 @@ OPTIONS: tuple[Option, ...] = (
            toml="stream.early_headers", flag=True, shown_default="off"),
     Option("grace_period", float, 30.0, "on SIGTERM or SIGINT, how long streams in flight "
            "may finish", "S", toml="server.grace_period_s", minimum=0),
+    Option("log_format", str, "text", "`text`, or `json`: every log line one JSON object, "
+           "the access line's values as fields (docs/deploy.md)", "FORMAT",
+           toml="server.log_format", choices=("text", "json")),
     Option("workers", int, 1, "processes sharing the port, seen as one server by the admin, "
            "`/metrics`, key limits and balancing", "N", toml="server.workers", minimum=1,
            maximum=256),

@@ -60,6 +60,8 @@ class ServerSettings:
     keep_alive_s: float = 5.0
     """An idle keep-alive connection is closed after this long."""
     limits: ServerLimits = DEFAULTS
+    log_format: str = "text"
+    """``text`` or ``json`` (:mod:`trioproxy.proxy.core.lines`)."""
     proxy: ProxyConfig = field(default_factory=lambda: ProxyConfig(upstream=""))
 
 
@@ -122,6 +124,7 @@ def load(
         workers=int(v["workers"]),
         grace_period_s=float(v["grace_period"]),
         keep_alive_s=float(v["keep_alive_timeout"]),
+        log_format=str(v["log_format"]),
         limits=ServerLimits(
             h2_stream_buffer_bytes=int(float(v["h2_stream_buffer_kib"]) * 1024),
             h2_max_resets_per_s=int(v["h2_max_resets"]),

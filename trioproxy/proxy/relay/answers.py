@@ -82,6 +82,10 @@ async def refused_after_early_headers(
     )
 
 
+_AFTER_HEADERS = frozenset({Phase.WAITING_FIRST_BYTE, Phase.STREAMING, Phase.BODY})
+"""The phases in which the client has its headers already."""
+
+
 async def answer_failure(
     send: Send, rec: RequestRecord, failure: ExchangeError, early: bool
 ) -> None:
@@ -96,7 +100,7 @@ async def answer_failure(
     # warning), never the client's. The detail may quote the upstream's own words.
     detail = kept(failure.public or str(failure), ERROR_MAX) or type(failure).__name__
     named = f'upstream "{rec.upstream}"' if rec.upstream else "upstream"
-    if early or rec.phase in (Phase.WAITING_FIRST_BYTE, Phase.STREAMING):
+    if early or rec.phase in _AFTER_HEADERS:
         if not rec.end(outcome):
             return  # a stop decided first: the answer stays as the stop left it
         if early or rec.event_stream:

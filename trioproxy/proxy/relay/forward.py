@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import trio
 
 from trioproxy.asgi import Send, send_json
+from trioproxy.proxy.core.bounded import ERROR_MAX, kept
+from trioproxy.proxy.core.lines import FIELDS
 from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.answers import answer_failure, refused_after_early_headers
 from trioproxy.proxy.relay.heartbeat import Heartbeat
@@ -32,6 +34,7 @@ from trioproxy.proxy.upstream.routing import Router, Upstream
 __all__ = ["Forwarder", "UpstreamRequest"]
 
 log = logging.getLogger("trioproxy.upstream")
+attempt_log = logging.getLogger("trioproxy.attempt")
 
 _EVENT_STREAM = b"text/event-stream"
 _NO_BUFFERING = (b"x-accel-buffering", b"no")
@@ -78,7 +81,7 @@ class Forwarder:
         replicas = self._balancer.order(self._router.replicas(first))
         fallbacks = self._router.chain(replicas[0])[1:]
         chain = [*replicas, *(u for u in fallbacks if u not in replicas)]
-        for upstream in chain:
+        for n, upstream in enumerate(chain):
             last = upstream is chain[-1]
             rec.upstream = upstream.name
             rec.phase = Phase.CONNECT
@@ -90,7 +93,9 @@ class Forwarder:
                     async with upstream_exchange.open() as response:
                         self._balancer.reached(upstream)
                         if response.status >= 500 and not last:
-                            continue  # nothing reached the client yet: try the next one
+                            # nothing reached the client yet: try the next one
+                            _attempt_failed(rec, response.status, "server_error", chain[n + 1])
+                            continue
                         await self._relay_answer(response, send, rec, beat, early)
                         return
                 finally:
@@ -98,8 +103,9 @@ class Forwarder:
             except ExchangeError as exc:
                 if isinstance(exc, Unreachable):
                     self._balancer.unreachable(upstream, str(exc))
-                    if not last:
-                        continue  # not reached, nothing sent: try the next one
+                    if not last:  # not reached, nothing sent: try the next one
+                        _attempt_failed(rec, None, kept(str(exc), ERROR_MAX), chain[n + 1])
+                        continue
                 # Before the client has headers, or after: mid-answer errors
                 # raised by the relay's loop end up here too.
                 await answer_failure(send, rec, exc, early)
@@ -148,6 +154,8 @@ class Forwarder:
         if counter is not None:
             headers.append(_NO_BUFFERING)
         usage = UsageTap(event_stream=counter is not None)
+        # A JSON answer's bytes are no stream: its phase says so in the log and the metrics.
+        flowing = Phase.STREAMING if counter is not None else Phase.BODY
         if early:
             if counter is None or response.status != 200:
                 return await refused_after_early_headers(response, send, rec)
@@ -159,7 +167,7 @@ class Forwarder:
         send_chunk = beat.send_chunk if beat.enabled else _plain(send)
         try:
             while (chunk := await response.next_chunk()) is not None:
-                rec.phase = Phase.STREAMING
+                rec.phase = flowing
                 rec.bytes_relayed += len(chunk)
                 usage.feed(chunk)
                 if counter is not None:
@@ -181,6 +189,7 @@ class Forwarder:
     async def merged_models(self, request: UpstreamRequest, send: Send, rec: RequestRecord) -> None:
         """``GET /v1/models`` with several upstreams: their lists, merged."""
         lists: dict[str, dict[str, bytes]] = {}
+        rec.phase = Phase.CONNECT
 
         async def fetch(upstream: Upstream) -> None:
             try:
@@ -198,9 +207,33 @@ class Forwarder:
             for model_id, model in lists.get(upstream.name, {}).items():
                 models.setdefault(model_id, model)
         body = merged_list(models.values())
+        rec.phase = Phase.BODY
         rec.end(Outcome.COMPLETED, 200)
         rec.bytes_relayed = len(body)
         await send_json(send, 200, body)
+
+
+def _attempt_failed(rec: RequestRecord, status: int | None, reason: str, then: Upstream) -> None:
+    """One line for an upstream that failed before the client had a byte, and which one
+    is tried next; the access line names the upstream that answered."""
+    fields = {
+        "id": rec.request_id,
+        "request_id": rec.x_request_id,
+        "upstream": rec.upstream,
+        "status": status,
+        "reason": reason,
+        "then": then.name,
+    }
+    attempt_log.info(
+        "%s attempt upstream=%s status=%s reason=%s then=%s request_id=%s",
+        rec.request_id,
+        rec.upstream,
+        "-" if status is None else status,
+        reason,
+        then.name,
+        rec.x_request_id,
+        extra={FIELDS: fields},
+    )
 
 
 def _plain(send: Send) -> Callable[[bytes], Awaitable[None]]:

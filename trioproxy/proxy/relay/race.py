@@ -34,6 +34,7 @@ from trioproxy.proxy.core.bounded import (
 )
 from trioproxy.proxy.core.errors import send_json_error
 from trioproxy.proxy.core.record import Outcome, RequestRecord
+from trioproxy.proxy.core.request_id import with_request_id
 from trioproxy.proxy.core.requests import record_of
 from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
 from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
@@ -171,7 +172,8 @@ class Relay:
             rec.stop.watched_by(hangup_of(scope))  # or its hang-up thread, through hang_up
             nursery.start_soon(_watch_client, receive, rec)
             method = scope["method"].encode("ascii")
-            request = UpstreamRequest(method, tail, scope["query_string"], scope["headers"], body)
+            headers = with_request_id(scope["headers"], rec.x_request_id)  # the upstream's too
+            request = UpstreamRequest(method, tail, scope["query_string"], headers, body)
             if merged:  # in the same race: a stop ends the upstreams' model lookups too
                 await self._forwarder.merged_models(request, send, rec)
                 nursery.cancel_scope.cancel()
