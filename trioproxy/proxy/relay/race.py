@@ -5,8 +5,10 @@ upstream and copies its answer (:mod:`trioproxy.proxy.relay.forward`); the watch
 blocks on ASGI ``receive()`` until ``http.disconnect``, then fires the request's
 stop (:mod:`trioproxy.proxy.core.stop`), as the server's hook and hang-up
 thread may have done first: the stop aborts the upstream exchange and cancels
-the nursery. The relay ends the nursery itself when the answer is over.
-Nothing polls.
+the relay (from the body's first byte on). The relay ends the nursery itself
+when the answer is over. Nothing polls. A stop of the proxy's own (the
+admin's cancel, a shutdown's end) is answered once the relay has unwound
+(:func:`trioproxy.proxy.relay.answers.answer_stop`).
 """
 
 import re
@@ -165,10 +167,9 @@ class Relay:
             return await _refuse_model(send, rec)
         try:
             async with trio.open_nursery() as nursery:
-                give_client_gone(
-                    scope, rec.stop.client_gone
-                )  # the server's read task calls it first
-                rec.stop.watched_by(hangup_of(scope))  # or its hang-up thread, through hang_up
+                # The server's read task calls the stop first, or its hang-up thread.
+                give_client_gone(scope, rec.stop.client_gone)
+                rec.stop.watched_by(hangup_of(scope))  # the thread, through hang_up
                 nursery.start_soon(_watch_client, receive, rec)
                 method = scope["method"].encode("ascii")
                 request = UpstreamRequest(
