@@ -105,6 +105,8 @@ async def test_sigterm_drains_then_stops_what_is_left() -> None:
                     fates = {f["sim_id"]: f for f in (await http.get("/sim/fates")).json()["fates"]}
     assert short.body.endswith(b"data: [DONE]\n\n")
     assert b"[DONE]" not in long.received
+    # Cut at the grace period's end, it is told why: an SSE error event, then the end.
+    assert b'"code": "shutting_down"' in long.received.rsplit(b"event: error\n", 1)[1]
     assert fates["short"]["outcome"] == "completed"
     assert fates["long"]["outcome"] == "disconnected"
     assert b"outcome=shutdown" in log and b"Traceback" not in log

@@ -278,7 +278,8 @@ async def test_an_odd_model_list_drops_only_that_upstream(
 async def test_model_lists_of_good_upstreams_merge_in_their_order(nursery: trio.Nursery) -> None:
     first = await start_listing(nursery, b'{"object": "list", "data": [{"id": "a", "n": 1}]}')
     second = await start_listing(nursery, b'{"data": [{"id": "b"}, {"id": "a", "n": 2}]}')
-    upstreams = (Upstream("one", first, None, ("a",)), Upstream("two", second, None, ("b",)))
+    # Both wildcards: each list is asked for; "a" is routed to one, so two's "a" is not listed.
+    upstreams = (Upstream("one", first, None, ("a*",)), Upstream("two", second, None, ("*",)))
     proxy = await start_proxy(nursery, ProxyConfig(upstream="", upstreams=upstreams))
     with trio.fail_after(10):
         async with httpx.AsyncClient(base_url=proxy) as client:

@@ -13,8 +13,10 @@ never applies to them, and their answers forbid framing, sniffing and
 referrers, and let the admin page load only its own files.
 """
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import certifi
@@ -42,6 +44,8 @@ from trioproxy.proxy.upstream.pool import UpstreamPool
 from trioproxy.server import serve_app
 
 __all__ = ["CONTROL_HEADERS", "build_app", "open_upstream_pool", "serve_proxy"]
+
+log = logging.getLogger("trioproxy.server")
 
 CONTROL_HEADERS = (
     (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
@@ -205,6 +209,15 @@ def open_upstream_pool(config: ProxyConfig) -> UpstreamPool:
     return UpstreamPool(_verifying(config.upstream_ca), ssl_contexts=own)
 
 
+def _grace_over(cluster: Cluster) -> None:
+    """The shutdown's grace period is over: the requests still relayed are stopped,
+    each answered (503, an SSE error event) before the server closes its connection."""
+    if stopped := cluster.inflight.shut_down():
+        log.warning(
+            "grace period over: %d requests stopped, each told the proxy is stopping", stopped
+        )
+
+
 def _verifying(cafile: str | None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=cafile or certifi.where())
 
@@ -226,7 +239,13 @@ async def serve_proxy(
         app, cluster = build_app(proxy, pool, run_dir, tracing)
         async with trio.open_nursery() as nursery:
             await nursery.start(cluster.serve)
-            await serve_app(app, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+            await serve_app(
+                app,
+                config,
+                shutdown_trigger=shutdown_trigger,
+                grace_over=partial(_grace_over, cluster),
+                task_status=task_status,
+            )
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):

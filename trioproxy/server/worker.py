@@ -9,7 +9,10 @@ all hypercorn's. What it adds is owned by this loop and ends with it:
   the 1 ms GIL switch interval it needs, given back after;
 - an accept loop of its own, which logs running out of descriptors once in
   a while instead of a traceback every 0.1 s (``trio.serve_listeners`` did);
-- hpack's and h2's loggers silenced (header values are logged at DEBUG).
+- hpack's and h2's loggers silenced (header values are logged at DEBUG);
+- the end of the grace period told to the app (``grace_over``) before the
+  server cancels what is left, :data:`LAST_WORDS_S` later, so a request cut
+  there can still say why (a 503, an SSE ``error`` event) instead of a bare close.
 
 HTTP/3 (QUIC) is not served: ``Config.quic_bind`` is refused.
 """
@@ -33,7 +36,7 @@ from trioproxy.server.guards.hangup import HangupWatcher, fast_switching
 from trioproxy.server.guards.http2 import quiet_header_loggers
 from trioproxy.server.tcp import GuardedTCPServer
 
-__all__ = ["serve_guarded"]
+__all__ = ["LAST_WORDS_S", "serve_guarded"]
 
 log = logging.getLogger("trioproxy.server")
 
@@ -41,6 +44,10 @@ log = logging.getLogger("trioproxy.server")
 # wait and retry, as trio.serve_listeners does.
 _CAPACITY = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_RETRY_S = 0.1
+
+LAST_WORDS_S = 1.0
+"""From the grace period's end (``grace_over`` called) to the server's cancel of
+the connections still open: the time the stopped requests have to answer."""
 
 type Listener = trio.SocketListener | trio.SSLListener[trio.SocketStream]
 
@@ -50,9 +57,11 @@ async def serve_guarded(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    grace_over: Callable[[], object] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` (wrapped as hypercorn wraps it) until the trigger or a cancel."""
+    """Serve ``app`` (wrapped as hypercorn wraps it) until the trigger or a cancel;
+    ``grace_over`` is called when a shutdown's grace period ends with requests left."""
     if config.quic_bind:
         raise ValueError("HTTP/3 (quic_bind) is not served")
     config.set_statsd_logger_class(StatsdLogger)
@@ -77,7 +86,9 @@ async def serve_guarded(
                     ConnectionState(lifespan_state.copy()),
                     hangups=hangups,
                 )
-                await _serve_listeners(config, context, connection, shutdown_trigger, task_status)
+                await _serve_listeners(
+                    config, context, connection, shutdown_trigger, grace_over, task_status
+                )
                 await lifespan.wait_for_shutdown()
                 lifespan_nursery.cancel_scope.cancel()
         finally:
@@ -89,26 +100,39 @@ async def _serve_listeners(
     context: WorkerContext,
     connection: Callable[[trio.SocketStream], GuardedTCPServer],
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
+    grace_over: Callable[[], object] | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    async with trio.open_nursery() as connections:
-        listeners, binds = await _listeners(config)
-        task_status.started(binds)
-        try:
-            async with trio.open_nursery(strict_exception_groups=True) as nursery:
-                if shutdown_trigger is not None:
-                    nursery.start_soon(raise_shutdown, shutdown_trigger)
-                nursery.start_soon(raise_shutdown, context.terminate.wait)
-                errors = AcceptErrorFilter()
-                for listener in listeners:
-                    nursery.start_soon(_accept, listener, connection, connections, errors)
-        except BaseExceptionGroup as error:
-            _, other_errors = error.split((ShutdownError, KeyboardInterrupt))
-            if other_errors is not None:
-                raise other_errors from None
-        finally:
-            await context.terminated.set()
-            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+    # The grace's own nursery: its clock must not keep the connections' open.
+    async with trio.open_nursery() as grace:
+        async with trio.open_nursery() as connections:
+            listeners, binds = await _listeners(config)
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as nursery:
+                    if shutdown_trigger is not None:
+                        nursery.start_soon(raise_shutdown, shutdown_trigger)
+                    nursery.start_soon(raise_shutdown, context.terminate.wait)
+                    errors = AcceptErrorFilter()
+                    for listener in listeners:
+                        nursery.start_soon(_accept, listener, connection, connections, errors)
+            except BaseExceptionGroup as error:
+                _, other_errors = error.split((ShutdownError, KeyboardInterrupt))
+                if other_errors is not None:
+                    raise other_errors from None
+            finally:
+                await context.terminated.set()
+                ends = trio.current_time() + config.graceful_timeout
+                last_words = LAST_WORDS_S if grace_over is not None else 0.0
+                connections.cancel_scope.deadline = ends + last_words
+                if grace_over is not None:
+                    grace.start_soon(_call_at, ends, grace_over)
+        grace.cancel_scope.cancel()  # every connection ended before the grace did
+
+
+async def _call_at(deadline: float, action: Callable[[], object]) -> None:
+    await trio.sleep_until(deadline)
+    action()
 
 
 async def _listeners(config: Config) -> tuple[list[Listener], list[str]]:

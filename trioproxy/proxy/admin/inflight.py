@@ -82,6 +82,15 @@ class Inflight:
         rec.stop.fire(Outcome.CANCELLED_BY_ADMIN)
         return True
 
+    def shut_down(self) -> int:
+        """Fire every relayed request's stop as a shutdown's: the end of its grace
+        period. Each is answered (503 JSON, or an SSE error event) as it unwinds.
+        Returns how many were stopped."""
+        stopping = [r for r in self._requests.values() if r.stop.can_cancel and r.outcome is None]
+        for rec in stopping:
+            rec.stop.fire(Outcome.SHUTDOWN)
+        return len(stopping)
+
 
 def _describe(r: RequestRecord, now: float) -> dict[str, Any]:
     return {

@@ -60,8 +60,8 @@ class Requests:
             except BaseException as exc:
                 # hypercorn never cancels a request; only the server stopping does
                 # (after its grace period). The cancel may come grouped by a nursery.
-                if only_cancelled(exc):
-                    rec.end(Outcome.SHUTDOWN, 503)
+                if only_cancelled(exc):  # a head already sent keeps its status: the client's
+                    rec.end(Outcome.SHUTDOWN, None if rec.status else 503)
                 else:  # a fault of the proxy's own: hypercorn answers 500, and it is logged so
                     rec.end(Outcome.UPSTREAM_ERROR, 500)
                 raise

@@ -3,8 +3,9 @@
 Every way a request can be stopped calls it: the race's watcher (the
 ``http.disconnect`` it waits for), the server's hook in the step that read the
 client's leaving, a disconnect already queued with the body, the admin's
-cancel. The server's hang-up thread calls :meth:`~Stop.hang_up`, the part of
-a fire that is safe outside the loop. A fire acts in one place, in one order:
+cancel, the end of a shutdown's grace period. The server's hang-up thread
+calls :meth:`~Stop.hang_up`, the part of a fire that is safe outside the
+loop. A fire acts in one place, in one order:
 
     fire(reason)
       ├─ the outcome decided, unless one was first (RequestRecord.end)
@@ -43,12 +44,10 @@ class Abortable(Protocol):
     def abort(self) -> None: ...
 
 
-_STATUS = {Outcome.CLIENT_CLOSED: None, Outcome.CANCELLED_BY_ADMIN: 503}
-"""The status each reason logs (a client's stop logs 499, whatever was sent)."""
-
 _ACTS_ONCE_DECIDED = frozenset({Outcome.CANCELLED_BY_ADMIN})
 """Reasons that act even when the outcome was decided first. The admin's cancel
-does: such a request may be stuck sending its last bytes. A client's leaving
+does: such a request may be stuck sending its last bytes. (A shutdown stops only
+undecided requests; the server's own cancel ends the rest.) A client's leaving
 does not: hypercorn reports one after the relay's own end of the answer too,
 while the relay is inside ``send()`` recycling the keep-alive connection, and
 cancelling it there would leave the connection half-recycled."""
@@ -76,9 +75,12 @@ class Stop:
         self._scope: trio.CancelScope | None = None
 
     def fire(self, reason: Outcome) -> None:
-        """Stop the request for ``reason`` (a client's stop, or the admin's cancel)."""
+        """Stop the request for ``reason``: a client's stop, the admin's cancel, or the end
+        of a shutdown's grace period. No status is set here: a client's stop logs 499,
+        and the proxy's own are answered after the race (``relay.answers.answer_stop``),
+        which sets the status the client gets."""
         rec = self._record
-        if rec.end(reason, _STATUS[reason]):
+        if rec.end(reason):
             rec.client_closed_at = time.monotonic()  # the stop, for the propagation metric
         elif reason not in _ACTS_ONCE_DECIDED:
             return
@@ -103,11 +105,11 @@ class Stop:
 
     @property
     def can_cancel(self) -> bool:
-        """The request's race has begun: a fire now reaches its relay."""
+        """The relay has begun (from reading the body on): a fire now reaches it."""
         return self._scope is not None
 
     def guard(self, scope: trio.CancelScope) -> None:
-        """The request's race: a fire cancels it."""
+        """The relay's scope, body read and race: a fire cancels it."""
         self._scope = scope
 
     def frees(self, release: Callable[[], None]) -> None:

@@ -14,9 +14,19 @@ other ``UpstreamError``     502 JSON, ``upstream_error``    an SSE ``error`` eve
 
 After headers, a body that is no event stream is left unfinished instead:
 never a fake ``[DONE]``, nothing that can pass for whole.
+
+:func:`answer_stop` answers a stop of the proxy's own, the admin's cancel or
+the end of a shutdown's grace period, by the same rule: before the client has
+headers, 503 JSON (code ``cancelled`` or ``shutting_down``); after them, on
+an event stream, an SSE ``error`` event with that code, then the end; any
+other body already begun, just the close. A client's own stop gets nothing:
+nobody is left to read it. The status logged is the one the client got (a
+stream cut after its 200 logs 200, with the stop's outcome).
 """
 
 import json
+
+import trio
 
 from trioproxy.asgi import Send
 from trioproxy.proxy.core.bounded import ERROR_MAX, cut, kept
@@ -28,7 +38,9 @@ from trioproxy.proxy.upstream.errors import Aborted, ExchangeError, UpstreamTime
 from trioproxy.proxy.upstream.pool import UpstreamExchange
 
 __all__ = [
+    "ANSWER_STOP_S",
     "answer_failure",
+    "answer_stop",
     "asks_for_stream",
     "refused_after_early_headers",
     "start_event_stream",
@@ -47,8 +59,8 @@ def asks_for_stream(body: bytes) -> bool:
 async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) -> None:
     """The opt-in early answer: 200 and an event stream at once, heartbeats until the
     upstream answers. The price: an upstream error can only arrive as an error event."""
-    rec.status = 200
     rec.phase = Phase.WAITING_FIRST_BYTE
+    rec.event_stream = True
     await send(
         {
             "type": "http.response.start",
@@ -60,6 +72,7 @@ async def start_event_stream(send: Send, rec: RequestRecord, beat: Heartbeat) ->
             ],
         }
     )
+    rec.status = 200  # once sent: a stop before this still answers with a status of its own
     beat.stream_started(EventCounter())
 
 
@@ -115,3 +128,32 @@ async def answer_failure(
         return  # a stop decided first: nothing more goes to the client
     what = "timed out" if timeout else "unreachable or failed"
     await send_json_error(send, status, f"{named} {what}: {detail}", outcome, outcome)
+
+
+ANSWER_STOP_S = 1.0
+"""How long the answer to a stop of the proxy's own may take to go out."""
+
+_STOPS = {
+    Outcome.CANCELLED_BY_ADMIN: ("cancelled", "the request was cancelled by the proxy's admin"),
+    Outcome.SHUTDOWN: ("shutting_down", "the proxy is shutting down: try again"),
+}
+"""The proxy's own stops: the code and message each is answered with."""
+
+
+async def answer_stop(send: Send, rec: RequestRecord) -> None:
+    """After the request's race: the client's answer to a stop of the proxy's own, if one
+    ended it. ``rec.status`` is set once a head went out, so it says which answer is left."""
+    said = _STOPS.get(rec.outcome) if rec.outcome is not None else None
+    if said is None:
+        return
+    code, message = said
+    # Bounded: a client that reads nothing must not hold a request that is over
+    # (a cut write resets its connection, as the server's send does).
+    with trio.move_on_after(ANSWER_STOP_S):
+        if not rec.status:
+            rec.status = 503
+            await send_json_error(send, 503, message, "server_error", code)
+        elif rec.event_stream:
+            body = error_event(message, "server_error", code)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        # Else a body under way that is no event stream: left unfinished, the connection closes.

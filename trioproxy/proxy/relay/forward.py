@@ -22,7 +22,12 @@ from trioproxy.proxy.core.lines import FIELDS
 from trioproxy.proxy.core.record import Outcome, Phase, RequestRecord
 from trioproxy.proxy.relay.answers import answer_failure, refused_after_early_headers
 from trioproxy.proxy.relay.heartbeat import Heartbeat
-from trioproxy.proxy.relay.models import MAX_LIST_BYTES, OddModelList, listed_models, merged_list
+from trioproxy.proxy.relay.models import (
+    MAX_LIST_BYTES,
+    OddModelList,
+    listed_models,
+    routable_list,
+)
 from trioproxy.proxy.relay.sse import EventCounter
 from trioproxy.proxy.relay.usage import UsageTap
 from trioproxy.proxy.upstream.balance import Balancer
@@ -67,6 +72,8 @@ class Forwarder:
         self._router = router
         self._deadlines = deadlines
         self._strip_credentials = strip_credentials
+        self._unlisted: set[str] = set()
+        """Wildcard upstreams left out of the last model list, each logged once."""
 
     async def forward(
         self,
@@ -160,9 +167,11 @@ class Forwarder:
             if counter is None or response.status != 200:
                 return await refused_after_early_headers(response, send, rec)
         else:
-            rec.status = response.status
             rec.phase = Phase.WAITING_FIRST_BYTE
-            await send({"type": "http.response.start", "status": rec.status, "headers": headers})
+            await send(
+                {"type": "http.response.start", "status": response.status, "headers": headers}
+            )
+            rec.status = response.status  # once sent: a stop before this answers 503 itself
             beat.stream_started(counter)
         send_chunk = beat.send_chunk if beat.enabled else _plain(send)
         try:
@@ -187,7 +196,7 @@ class Forwarder:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def merged_models(self, request: UpstreamRequest, send: Send, rec: RequestRecord) -> None:
-        """``GET /v1/models`` with several upstreams: their lists, merged."""
+        """``GET /v1/models`` routed by model: the models a request could be routed to."""
         lists: dict[str, dict[str, bytes]] = {}
         rec.phase = Phase.CONNECT
 
@@ -197,16 +206,23 @@ class Forwarder:
                     body = await response.read(MAX_LIST_BYTES + 1)
                 lists[upstream.name] = listed_models(response.status, body)
             except (UpstreamError, OddModelList) as exc:
-                log.warning("upstream %s left out of the model list: %s", upstream.name, exc)
+                # Once while it stays out: a model picker may ask every few seconds.
+                if upstream.name not in self._unlisted:
+                    self._unlisted.add(upstream.name)
+                    log.warning(
+                        "upstream %s left out of the model list (its exact names stay): %s",
+                        upstream.name,
+                        exc,
+                    )
+                return
+            if upstream.name in self._unlisted:
+                self._unlisted.discard(upstream.name)
+                log.info("upstream %s is in the model list again", upstream.name)
 
         async with trio.open_nursery() as nursery:
-            for upstream in self._router.upstreams:
+            for upstream in self._router.wildcards():
                 nursery.start_soon(fetch, upstream)
-        models: dict[str, bytes] = {}
-        for upstream in self._router.upstreams:  # the configured order, whoever answered first
-            for model_id, model in lists.get(upstream.name, {}).items():
-                models.setdefault(model_id, model)
-        body = merged_list(models.values())
+        body = routable_list(self._router, lists)
         rec.phase = Phase.BODY
         rec.end(Outcome.COMPLETED, 200)
         rec.bytes_relayed = len(body)

@@ -1,4 +1,14 @@
-"""``GET /v1/models`` across upstreams: each upstream's list, checked whole before it is merged.
+"""``GET /v1/models`` when requests are routed by model: exactly the models a request
+could be routed to.
+
+The list is built from the routing rules (:func:`routable_list`): first every
+exact name the upstreams' ``models`` give, in configured order, then what
+each upstream with a glob (``llama-*``, the catch-all ``*``) reports from its
+own ``/v1/models``, kept only where routing would send that name back to it
+(or a replica): a name another upstream claims first, or one its pattern does
+not take, is left out, so a listed model is never answered 404
+``model_not_found``. A wildcard upstream that cannot be asked is left out
+(its exact names stay listed); the forwarder logs that once, not on every listing.
 
 An upstream's list is taken whole or not at all: an answer that is not 200,
 not JSON, too large, or not shaped as OpenAI's list (a ``data`` list of
@@ -10,7 +20,9 @@ never the merged answer.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from trioproxy.proxy.upstream.routing import Router
 
 __all__ = [
     "MAX_LIST_BYTES",
@@ -19,6 +31,7 @@ __all__ = [
     "OddModelList",
     "listed_models",
     "merged_list",
+    "routable_list",
 ]
 
 MAX_LIST_BYTES = 4 * 1024 * 1024
@@ -61,6 +74,25 @@ def listed_models(status: int, body: bytes) -> dict[str, bytes]:
 
 def merged_list(models: Iterable[bytes]) -> bytes:
     return b'{"object": "list", "data": [' + b", ".join(models) + b"]}"
+
+
+def routable_list(router: Router, lists: Mapping[str, dict[str, bytes]]) -> bytes:
+    """The merged list: exact names, then what each wildcard upstream reported
+    (``lists``, by upstream name) that routing sends back to it."""
+    models: dict[str, bytes] = {}
+    for name, upstream in router.exact_names():
+        # The upstream's own object when it listed the name; else a plain one.
+        models[name] = lists.get(upstream.name, {}).get(name) or _plain_model(name, upstream.name)
+    for upstream in router.wildcards():  # configured order, whoever answered first
+        for model_id, model in lists.get(upstream.name, {}).items():
+            if model_id not in models and router.serves(upstream, model_id):
+                models[model_id] = model
+    return merged_list(models.values())
+
+
+def _plain_model(name: str, owner: str) -> bytes:
+    # OpenAI's model object has all four; "created" is 0: the proxy cannot know it.
+    return json.dumps({"id": name, "object": "model", "created": 0, "owned_by": owner}).encode()
 
 
 def _refuse_constant(name: str) -> object:

@@ -5,8 +5,10 @@ upstream and copies its answer (:mod:`trioproxy.proxy.relay.forward`); the watch
 blocks on ASGI ``receive()`` until ``http.disconnect``, then fires the request's
 stop (:mod:`trioproxy.proxy.core.stop`), as the server's hook and hang-up
 thread may have done first: the stop aborts the upstream exchange and cancels
-the nursery. The relay ends the nursery itself when the answer is over.
-Nothing polls.
+the relay (from the body's first byte on). The relay ends the nursery itself
+when the answer is over. Nothing polls. A stop of the proxy's own (the
+admin's cancel, a shutdown's end) is answered once the relay has unwound
+(:func:`trioproxy.proxy.relay.answers.answer_stop`).
 """
 
 import re
@@ -36,7 +38,7 @@ from trioproxy.proxy.core.errors import send_json_error
 from trioproxy.proxy.core.record import Outcome, RequestRecord
 from trioproxy.proxy.core.request_id import with_request_id
 from trioproxy.proxy.core.requests import record_of
-from trioproxy.proxy.relay.answers import asks_for_stream, start_event_stream
+from trioproxy.proxy.relay.answers import answer_stop, asks_for_stream, start_event_stream
 from trioproxy.proxy.relay.forward import Forwarder, UpstreamRequest
 from trioproxy.proxy.relay.heartbeat import Heartbeat
 from trioproxy.proxy.relay.model_field import top_level_model
@@ -120,6 +122,22 @@ class Relay:
                 "invalid_path",
             )
             return
+        with trio.CancelScope() as stopped:
+            # From the body's first byte on, a stop of the proxy's own (the admin's
+            # cancel, a shutdown's end) reaches the relay, and is answered after it.
+            rec.stop.guard(stopped)
+            await self._relay(scope, receive, send, rec, tail, deployment)
+        await answer_stop(send, rec)
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rec: RequestRecord,
+        tail: bytes,
+        deployment: str | None,
+    ) -> None:
         try:
             # A bare scope: trio.fail_after is a generator-based context manager.
             with trio.CancelScope(deadline=trio.current_time() + self._body_timeout_s) as late:
@@ -154,39 +172,33 @@ class Relay:
         if gone_already(receive, scope):  # a stop that came with the body: open nothing upstream
             rec.stop.fire(Outcome.CLIENT_CLOSED)
             return
-        merged = scope["raw_path"] == b"/v1/models" and len(self._router.upstreams) > 1
-        upstream = self._router.default if merged else self._route(body, rec, deployment)
+        listing = scope["raw_path"] == b"/v1/models" and self._router.needs_model
+        upstream = self._router.default if listing else self._route(body, rec, deployment)
         if upstream is None:
-            rec.end(Outcome.NOT_FOUND, 404)
-            await send_json_error(
-                send,
-                404,
-                f"model {rec.model!r} is not served here",
-                "invalid_request_error",
-                "model_not_found",
-            )
-            return
-        async with trio.open_nursery() as nursery:
-            rec.stop.guard(nursery.cancel_scope)
-            give_client_gone(scope, rec.stop.client_gone)  # the server's read task calls it first
-            rec.stop.watched_by(hangup_of(scope))  # or its hang-up thread, through hang_up
-            nursery.start_soon(_watch_client, receive, rec)
-            method = scope["method"].encode("ascii")
-            headers = with_request_id(scope["headers"], rec.x_request_id)  # the upstream's too
-            request = UpstreamRequest(method, tail, scope["query_string"], headers, body)
-            if merged:  # in the same race: a stop ends the upstreams' model lookups too
-                await self._forwarder.merged_models(request, send, rec)
+            return await _refuse_model(send, rec)
+        try:
+            async with trio.open_nursery() as nursery:
+                # The server's read task calls the stop first, or its hang-up thread.
+                give_client_gone(scope, rec.stop.client_gone)
+                rec.stop.watched_by(hangup_of(scope))  # the thread, through hang_up
+                nursery.start_soon(_watch_client, receive, rec)
+                method = scope["method"].encode("ascii")
+                headers = with_request_id(scope["headers"], rec.x_request_id)  # the upstream's too
+                request = UpstreamRequest(method, tail, scope["query_string"], headers, body)
+                if listing:  # in the same race: a stop ends the upstreams' model lookups too
+                    await self._forwarder.merged_models(request, send, rec)
+                    nursery.cancel_scope.cancel()
+                    return
+                beat = Heartbeat(send, self._config.heartbeat_s)
+                if beat.enabled:
+                    nursery.start_soon(beat.run)
+                early = self._config.early_headers and asks_for_stream(body)
+                if early:
+                    await start_event_stream(send, rec, beat)
+                await self._forwarder.forward(request, send, rec, upstream, beat, early)
                 nursery.cancel_scope.cancel()
-                return
-            beat = Heartbeat(send, self._config.heartbeat_s)
-            if beat.enabled:
-                nursery.start_soon(beat.run)
-            early = self._config.early_headers and asks_for_stream(body)
-            if early:
-                await start_event_stream(send, rec, beat)
-            await self._forwarder.forward(request, send, rec, upstream, beat, early)
-            nursery.cancel_scope.cancel()
-        rec.upstream_closed_at = time.monotonic()
+        finally:  # the race is over, however it ended: the upstream exchange is closed
+            rec.upstream_closed_at = time.monotonic()
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self._config.max_body_bytes
@@ -208,6 +220,8 @@ class Relay:
                 return b"".join(chunks)
 
     def _route(self, body: bytes, rec: RequestRecord, deployment: str | None) -> Upstream | None:
+        """The upstream for the request; None when none serves its model (or, routed by
+        model, when it names none and no upstream takes every name)."""
         # The body is parsed only when its model decides where it goes, or
         # when the admin's listing will show it; else a cheap look serves the
         # log and the metrics. An Azure client's path names its model, as Azure reads it.
@@ -216,9 +230,11 @@ class Relay:
             return self._router.default
         model = deployment or (top_level_model(body) if body else None)
         if model is None:
-            return self._router.default  # no model (GET /v1/files, ...): the first upstream
+            return self._router.for_no_model  # GET /v1/files, ...: the catch-all's, if any
         rec.model = kept(model, MODEL_MAX)  # the whole name stays in the body only
-        return self._router.route(model) if self._router.needs_model else self._router.default
+        if not self._router.needs_model:
+            return self._router.default
+        return self._router.route(model) if model else self._router.for_no_model
 
 
 def _glimpsed_model(body: bytes) -> str:
@@ -229,6 +245,22 @@ def _glimpsed_model(body: bytes) -> str:
         return ""
     name = found[1].decode("utf-8", "replace")
     return kept(name, MODEL_MAX) if found[2] == b'"' else cut(name, MODEL_MAX)
+
+
+async def _refuse_model(send: Send, rec: RequestRecord) -> None:
+    """No upstream for the request: 404 for a model not served, 400 for no model at all."""
+    if rec.model:
+        rec.end(Outcome.NOT_FOUND, 404)
+        message = f"model {rec.model!r} is not served here"
+        return await send_json_error(send, 404, message, "invalid_request_error", "model_not_found")
+    rec.end(Outcome.BAD_REQUEST, 400)
+    await send_json_error(
+        send,
+        400,
+        'requests here are routed by model: give a JSON "model" (GET /v1/models lists them)',
+        "invalid_request_error",
+        "model_required",
+    )
 
 
 async def _send_method_not_allowed(send: Send, method: str) -> None:

@@ -29,7 +29,7 @@ class EventCounter:
         self._tail = data[-2:]
 
 
-def error_event(message: str, error_type: str) -> bytes:
+def error_event(message: str, error_type: str, code: str | None = None) -> bytes:
     """An SSE ``error`` event with an OpenAI-style error object."""
-    payload = {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+    payload = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
     return b"event: error\ndata: " + json.dumps(payload).encode() + b"\n\n"

@@ -2,6 +2,13 @@
 
 Upstreams with the same model list are replicas of one another: the
 forwarder balances a request among them (:mod:`trioproxy.proxy.upstream.balance`).
+
+When requests are routed by model, a request that names none (``GET
+/v1/files``, a body without ``"model"``) goes to the first upstream that
+lists the catch-all ``*``, the one that would take any name; without one it
+is refused, never sent to whichever upstream happens to come first. The
+router also says which models ``GET /v1/models`` may list: the same rules,
+read the other way (:meth:`Router.serves`).
 """
 
 import fnmatch
@@ -103,6 +110,28 @@ class Router:
     @property
     def default(self) -> Upstream:
         return self.upstreams[0]
+
+    @property
+    def for_no_model(self) -> Upstream | None:
+        """Where a request that names no model goes: with routing by model, the first
+        upstream listing ``*``, else None (the request is refused); else the one upstream."""
+        if not self.needs_model:
+            return self.default
+        return next((u for u in self.upstreams if "*" in u.models), None)
+
+    def exact_names(self) -> list[tuple[str, Upstream]]:
+        """Every exact model name, in configured order, with the upstream it routes to."""
+        return list(self._exact.items())
+
+    def wildcards(self) -> list[Upstream]:
+        """The upstreams with a glob: which names they take, only they can say."""
+        return [u for u in self.upstreams if any(_is_glob(m) for m in u.models)]
+
+    def serves(self, upstream: Upstream, model: str) -> bool:
+        """A request for ``model`` is routed to ``upstream`` or one of its replicas: the
+        test a name an upstream reports must pass to be listed."""
+        found = self.route(model)
+        return found is not None and found.models == upstream.models
 
     def route(self, model: str) -> Upstream | None:
         """The upstream for ``model``; None when none serves it.

@@ -62,6 +62,8 @@ async def send_bounded(stream: object, data: bytes, stall_s: float) -> None:
 async def _send_plain(stream: trio.SocketStream, data: bytes, stall_s: float) -> None:
     """Send it all, as long as the client takes some bytes every ``stall_s``."""
     sock = stream.socket
+    if sock.fileno() < 0:  # reset by a cut write before: what the app sends after is dropped
+        raise trio.ClosedResourceError("the connection was reset")
     view = memoryview(data)
     try:
         while view:
