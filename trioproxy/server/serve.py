@@ -60,12 +60,20 @@ async def serve_app(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    stop_now_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` on the guarded server until the trigger (or a cancel)."""
+    """Serve ``app`` on the guarded server until the trigger (or a cancel); after it,
+    requests in flight have the grace period, which ``stop_now_trigger`` ends at once."""
     check_versions()
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
-    await serve_guarded(wrapped, config, shutdown_trigger=shutdown_trigger, task_status=task_status)
+    await serve_guarded(
+        wrapped,
+        config,
+        shutdown_trigger=shutdown_trigger,
+        stop_now_trigger=stop_now_trigger,
+        task_status=task_status,
+    )
 
 
 async def serve_plain(

@@ -7,6 +7,7 @@ all hypercorn's. What it adds is owned by this loop and ends with it:
 
 - the hang-up watcher's thread (:class:`~.guards.hangup.HangupWatcher`) and
   the 1 ms GIL switch interval it needs, given back after;
+- a second trigger that ends the grace period at once (a second SIGTERM);
 - an accept loop of its own, which logs running out of descriptors once in
   a while instead of a traceback every 0.1 s (``trio.serve_listeners`` did);
 - hpack's and h2's loggers silenced (header values are logged at DEBUG).
@@ -50,9 +51,11 @@ async def serve_guarded(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    stop_now_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` (wrapped as hypercorn wraps it) until the trigger or a cancel."""
+    """Serve ``app`` (wrapped as hypercorn wraps it) until the trigger or a cancel;
+    ``stop_now_trigger`` cuts what is left at once, grace period or not."""
     if config.quic_bind:
         raise ValueError("HTTP/3 (quic_bind) is not served")
     config.set_statsd_logger_class(StatsdLogger)
@@ -77,7 +80,15 @@ async def serve_guarded(
                     ConnectionState(lifespan_state.copy()),
                     hangups=hangups,
                 )
-                await _serve_listeners(config, context, connection, shutdown_trigger, task_status)
+                cut, listening = trio.CancelScope(), trio.Event()
+                async with trio.open_nursery() as watching:
+                    if stop_now_trigger is not None:
+                        watching.start_soon(_cut_when, stop_now_trigger, listening, cut)
+                    with cut:  # cancelled, it ends every connection as the grace period would
+                        await _serve_listeners(
+                            config, context, connection, shutdown_trigger, task_status, listening
+                        )
+                    watching.cancel_scope.cancel()
                 await lifespan.wait_for_shutdown()
                 lifespan_nursery.cancel_scope.cancel()
         finally:
@@ -90,10 +101,12 @@ async def _serve_listeners(
     connection: Callable[[trio.SocketStream], GuardedTCPServer],
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
     task_status: trio.TaskStatus[list[str]],
+    listening: trio.Event,
 ) -> None:
     async with trio.open_nursery() as connections:
         listeners, binds = await _listeners(config)
         task_status.started(binds)
+        listening.set()
         try:
             async with trio.open_nursery(strict_exception_groups=True) as nursery:
                 if shutdown_trigger is not None:
@@ -109,6 +122,14 @@ async def _serve_listeners(
         finally:
             await context.terminated.set()
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+
+
+async def _cut_when(
+    trigger: Callable[[], Awaitable[None]], listening: trio.Event, cut: trio.CancelScope
+) -> None:
+    await trigger()
+    await listening.wait()  # before it, the shutdown trigger stops the start-up itself
+    cut.cancel()
 
 
 async def _listeners(config: Config) -> tuple[list[Listener], list[str]]:
