@@ -9,6 +9,7 @@ and what a reload keeps (a key's slots, an upstream's connections) are tested
 on the proxy in this test's run.
 """
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -231,10 +232,14 @@ async def test_a_second_sigterm_or_a_sigquit_stops_now(
     assert b"[DONE]" not in held.received
 
 
-async def start_in_process(nursery: trio.Nursery, path: pathlib.Path, file: bool = True) -> int:
-    """The proxy in this run, on the settings at ``path``, reloadable if ``file``."""
-    started = load(str(path), {})
-    reloads = SettingsFile({"config": str(path)}, started) if file else None
+async def start_in_process(
+    nursery: trio.Nursery, path: pathlib.Path, file: bool = True, **options: Any
+) -> int:
+    """The proxy in this run, on the settings at ``path`` and the command line's
+    ``options``, reloadable if ``file``."""
+    given = {"config": str(path)} | options
+    started = load(None, given)
+    reloads = SettingsFile(given, started) if file else None
     serve = partial(serve_proxy, started.proxy, hypercorn_config("127.0.0.1", 0))
     (bound,) = await nursery.start(partial(serve, settings_file=reloads))
     return int(bound.rsplit(":", 1)[1])
@@ -328,6 +333,37 @@ async def test_a_reload_closes_a_removed_upstreams_idle_connections_and_routes_a
         await old.closed.wait()  # closed by the reload
         assert await status_with(port, KEYS["TP_ALICE"]) == 200
     assert len(new.received) == 1 and len(old.received) == 1
+
+
+async def test_an_option_given_on_the_command_line_keeps_winning_after_a_reload(
+    nursery: trio.Nursery, tmp_path: pathlib.Path
+) -> None:
+    given, in_file, later = (ScriptedUpstream() for _ in range(3))
+    urls = [await upstream.start(nursery) for upstream in (given, in_file, later)]
+    path = tmp_path / "trioproxy.toml"
+    path.write_text(settings_text(urls[1], "alice"))
+    with trio.fail_after(30):
+        port = await start_in_process(nursery, path, upstream=urls[0])
+        path.write_text(settings_text(urls[2], "carol"))
+        assert (await reload(port))[0] == 200
+        assert await status_with(port, KEYS["TP_CAROL"]) == 200  # the file's keys: reloaded
+    assert (len(given.received), len(in_file.received), len(later.received)) == (1, 0, 0)
+
+
+def test_a_reload_that_makes_an_open_relay_says_so(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("TP_UPSTREAM_KEY", "sk-upstream")
+    path = tmp_path / "trioproxy.toml"
+    path.write_text(settings_text("http://127.0.0.1:9/v1", "alice"))
+    started = dataclasses.replace(load(str(path), {}), host="0.0.0.0")
+    keyed = 'url = "http://127.0.0.1:9/v1"\napi_key_env = "TP_UPSTREAM_KEY"\n'
+    path.write_text(
+        settings_text("http://127.0.0.1:9/v1").replace('url = "http://127.0.0.1:9/v1"\n', keyed)
+    )
+    SettingsFile({"config": str(path)}, started).read()
+    (warning,) = [r.getMessage() for r in caplog.records if "open relay" in r.getMessage()]
+    assert "0.0.0.0:8000" in warning
 
 
 def _keep_alive_answer(received: Received) -> list[bytes]:

@@ -18,6 +18,7 @@ from typing import Any
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.options import CONFIG
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
+from trioproxy.proxy.gateway.startup import warn_of_open_relay
 from trioproxy.server.guards import ServerLimits
 
 __all__ = ["Change", "NoSettingsFile", "Reloaded", "SettingsFile", "describe"]
@@ -90,7 +91,12 @@ class SettingsFile:
                 f"no settings file to reload: start with --config or ${CONFIG.variable}"
             )
         settings = load(None, self._given)
-        return Change(self._prepare(settings.proxy), _needs_restart(self._started, settings))
+        proxy = self._prepare(settings.proxy)
+        # Where the server listens is where it started: a file that drops the last
+        # client key while an upstream key is held is warned of, as at start.
+        started = self._started
+        warn_of_open_relay(dataclasses.replace(settings, host=started.host, port=started.port))
+        return Change(proxy, _needs_restart(started, settings))
 
 
 def _needs_restart(started: ServerSettings, now: ServerSettings) -> tuple[str, ...]:
