@@ -17,7 +17,9 @@ from trioproxy import __version__
 from trioproxy.proxy.admin.cluster import RUN_DIR
 from trioproxy.proxy.app import serve_proxy
 from trioproxy.proxy.core import lines
+from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.options import OPTIONS, add_to
+from trioproxy.proxy.gateway.reload import SettingsFile
 from trioproxy.proxy.gateway.settings import ServerSettings, SettingsError, load
 from trioproxy.proxy.gateway.startup import (
     bind_error,
@@ -26,7 +28,7 @@ from trioproxy.proxy.gateway.startup import (
     warn_of_open_relay,
 )
 from trioproxy.proxy.workers import LISTEN_FD, run_workers, worker_options
-from trioproxy.server import IncompatibleVersions, check_versions, hypercorn_config
+from trioproxy.server import IncompatibleVersions, Signals, check_versions, hypercorn_config
 from trioproxy.sim import SimParams, SimUpstream, serve_sim
 
 __all__ = ["main"]
@@ -176,24 +178,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0)
 
 
-class _Stop:
-    """SIGINT or SIGTERM, caught from the very start: hypercorn then stops
-    accepting and drains. Catching them before the server listens means a
-    signal that comes early is never the default, abrupt exit."""
-
-    def __init__(self) -> None:
-        self._signals = trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
-        self._receiver = self._signals.__enter__()
-
-    async def wait(self) -> None:
-        try:
-            async for signum in self._receiver:
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                return
-        finally:
-            self._signals.__exit__(None, None, None)
-
-
 def _settings(given: dict[str, Any]) -> ServerSettings:
     try:
         return load(None, given)
@@ -202,6 +186,9 @@ def _settings(given: dict[str, Any]) -> ServerSettings:
 
 
 def _run_serve(args: argparse.Namespace) -> None:
+    # Until the server catches it, a SIGHUP (a reload) must not end the process, as
+    # its default would; a worker's parent has ignored it for the worker already.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     given = worker_options()  # a worker: the parent's options, never in its own argv
     parent = given is None
     if given is None:
@@ -215,7 +202,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         if settings.workers > 1:
             run_workers(settings.workers, settings.host, settings.port, given, args.log_level)
         else:
-            trio.run(_serve, settings)
+            trio.run(_serve, settings, given)
     except (OSError, BaseExceptionGroup) as exc:
         if (cause := bind_error(exc)) is None:
             raise
@@ -223,8 +210,8 @@ def _run_serve(args: argparse.Namespace) -> None:
         sys.exit(f"trioproxy: cannot listen on {settings.host}:{settings.port}: {reason}")
 
 
-async def _serve(settings: ServerSettings) -> None:
-    stop = _Stop()
+async def _serve(settings: ServerSettings, given: dict[str, Any]) -> None:
+    signals = Signals(settings.grace_period_s)
     config = hypercorn_config(
         settings.host,
         settings.port,
@@ -238,10 +225,13 @@ async def _serve(settings: ServerSettings) -> None:
         config.bind = [f"fd://{fd}"]
     proxy = settings.proxy
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(signals.run)
+        sim_url = None
         if not proxy.upstream:
             sim = SimUpstream(SimParams(interval_s=0.02))
             (bound,) = await nursery.start(partial(serve_sim, sim, server="guarded"))
-            proxy = replace(proxy, upstream=f"{bound}/v1")
+            sim_url = f"{bound}/v1"
+            proxy = replace(proxy, upstream=sim_url)
             log.warning(
                 "no upstream configured: relaying to the built-in simulated upstream at %s/v1: "
                 "every answer is MADE UP%s; give --upstream, $TRIOPROXY_UPSTREAM or a --config "
@@ -256,7 +246,10 @@ async def _serve(settings: ServerSettings) -> None:
                 serve_proxy,
                 proxy,
                 config,
-                shutdown_trigger=stop.wait,
+                shutdown_trigger=signals.wait_stop,
+                stop_now_trigger=signals.wait_stop_now,
+                reload_trigger=signals.wait_reload,
+                settings_file=SettingsFile(given, settings, partial(_with_sim, sim_url)),
                 run_dir=os.environ.get(RUN_DIR),
             )
             await proxy_nursery.start(serve)
@@ -273,11 +266,29 @@ async def _serve(settings: ServerSettings) -> None:
                     upstream.name,
                     ", ".join(upstream.models),
                 )
-        nursery.cancel_scope.cancel()  # the in-process simulated upstream, if any
+        nursery.cancel_scope.cancel()  # the in-process simulated upstream, and the signals
+
+
+def _with_sim(sim_url: str | None, proxy: ProxyConfig) -> ProxyConfig:
+    """A reload's settings as start-up served them: with no upstream, the simulator's,
+    if start-up started one (it starts only at start)."""
+    if proxy.upstream:
+        return proxy
+    if sim_url is None:
+        raise SettingsError("no upstream configured: the built-in simulator starts only at start")
+    return replace(proxy, upstream=sim_url)
 
 
 async def _sim(args: argparse.Namespace) -> None:
     params = SimParams(args.headers_delay, args.first_token_delay, args.tokens, args.interval)
-    await serve_sim(
-        SimUpstream(params), args.host, args.port, server="guarded", shutdown_trigger=_Stop().wait
-    )
+    signals = Signals()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(signals.run)
+        await serve_sim(
+            SimUpstream(params),
+            args.host,
+            args.port,
+            server="guarded",
+            shutdown_trigger=signals.wait_stop,
+        )
+        nursery.cancel_scope.cancel()

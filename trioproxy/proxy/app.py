@@ -7,6 +7,10 @@ response is cleaned up by the garbage collector if Quart is cancelled before
 it enters it. Quart keeps the routes where none of that matters: health,
 the admin (behind the admin key; its event stream is raw ASGI too) and metrics.
 
+What a request is served on is the current :class:`~.gateway.live.Snapshot`
+of the settings, taken once as it arrives; a reload (SIGHUP, ``POST
+/admin/reload``) builds the next one and swaps it in (:mod:`.gateway.live`).
+
 The control routes, ``/admin`` and ``/metrics``, are the operator's: the
 proxy's CORS (``--cors-origin``), meant for browser apps that call the API,
 never applies to them, and their answers forbid framing, sniffing and
@@ -38,6 +42,9 @@ from trioproxy.proxy.core.errors import error_body
 from trioproxy.proxy.core.requests import Requests
 from trioproxy.proxy.gateway.config import ProxyConfig
 from trioproxy.proxy.gateway.gate import bearer_ok, with_cors, with_keys
+from trioproxy.proxy.gateway.keys import KeyLimiter
+from trioproxy.proxy.gateway.live import Build, Live, Snapshot
+from trioproxy.proxy.gateway.reload import SettingsFile
 from trioproxy.proxy.relay.race import Relay
 from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import UpstreamPool
@@ -55,7 +62,7 @@ CONTROL_HEADERS = (
 """On every answer of a control route (``/admin...``, ``/metrics``)."""
 
 
-def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes]) -> QuartTrio:
+def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> QuartTrio:
     app = QuartTrio("trioproxy")
 
     def admin_denied() -> Any:
@@ -93,8 +100,23 @@ def _control_app(admin: Admin, metrics: Metrics, metrics_keys: frozenset[bytes])
             return _json_error(404, f"no request {shown} in flight", "not_found")
         return jsonify({"id": request_id, "outcome": "cancelled_by_admin"})
 
+    @app.post("/admin/reload")
+    async def reload() -> Any:
+        if denied := admin_denied():
+            return denied
+        if not live().reloadable:
+            message = "no settings file to reload: the server was started without --config"
+            return _json_error(409, message, "no_settings_file")
+        answers, unanswered = await admin.cluster.reload("POST /admin/reload")
+        if failed := [a for a in answers if not a["reloaded"]]:
+            reasons = "; ".join(f"worker {a['pid']}: {a['message']}" for a in failed)
+            body = error_body(f"settings not reloaded: {reasons}", "server_error", "reload_failed")
+            return Response(body, status=500, content_type="application/json")
+        return jsonify({"reloaded": True, "workers": answers, "unanswered": unanswered})
+
     @app.get("/metrics")
     async def prometheus() -> Any:
+        metrics_keys = live().current.metrics_keys
         if metrics_keys and not bearer_ok(request.scope, metrics_keys):  # type: ignore[arg-type]
             return _json_error(401, "metrics key missing or wrong", "invalid_api_key")
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
@@ -134,11 +156,12 @@ def build_app(
     pool: UpstreamPool,
     run_dir: str | None = None,
     tracing: Tracing | None = None,
-) -> tuple[ASGIApp, Cluster]:
-    """The app, and the cluster that answers the other workers (``run_dir``: see cluster);
-    ``tracing`` observes the API's records as they end."""
-    configured = {m for u in config.router().upstreams for m in u.models}
-    metrics = Metrics(models=frozenset(m for m in configured if not any(c in m for c in "*?[")))
+    settings_file: SettingsFile | None = None,
+) -> tuple[ASGIApp, Cluster, Live]:
+    """The app, the cluster that answers the other workers (``run_dir``: see cluster),
+    and the settings it serves on, which ``settings_file`` reloads; ``tracing``
+    observes the API's records as they end."""
+    metrics = Metrics(models=_plain_models(config))
     inflight = Inflight()
     # Every request's one record: the metrics count them all; the admin's list
     # shows the API's (a browser's /favicon.ico is counted, not listed).
@@ -148,20 +171,13 @@ def build_app(
     api_requests.subscribe(inflight.add, inflight.remove)
     if tracing is not None:
         api_requests.subscribe(ended=tracing.ended)
-    cluster = Cluster(inflight, run_dir)
-    admin = Admin(cluster, metrics, config.admin_key)
-    # With a metrics key, the admin key opens /metrics too; without one, /metrics is
-    # open (Prometheus's way), even with an admin key: a scraper set up before keeps working.
-    metrics_keys = {config.metrics_key, config.admin_key} if config.metrics_key else set()
-    control = _control_app(admin, metrics, frozenset(k.encode() for k in metrics_keys if k))
-    router = config.router()
-    balancer = Balancer(config.cooldown_s, metrics.upstream_inflight, router.upstreams, run_dir)
-    relay: ASGIApp = Relay(config, pool, balancer)
-    if keys := config.keys():
-        relay = with_keys(relay, keys, run_dir)
 
-    def cors(app: ASGIApp) -> ASGIApp:
-        return with_cors(app, config.cors_origins) if config.cors_origins else app
+    def live_now() -> Live:
+        return live  # bound below, before anything is served
+
+    cluster = Cluster(inflight, run_dir, reload=lambda by: live_now().reload(by).as_json())
+    admin = Admin(cluster, metrics, lambda: live_now().current.admin_keys)
+    control = _control_app(admin, metrics, live_now)
 
     async def control_routes(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/admin/events":
@@ -169,10 +185,19 @@ def build_app(
         else:
             await control(scope, receive, send)  # type: ignore[arg-type]
 
-    api = api_requests.recorded(cors(relay))
+    build = _snapshots(pool, metrics, control_routes, run_dir)
+    live = Live(config, build, settings_file)
+
+    # Each request takes the snapshot once, as it arrives, and is served on it.
+    async def api_now(scope: Scope, receive: Receive, send: Send) -> None:
+        await live.current.api(scope, receive, send)
+
+    async def public_now(scope: Scope, receive: Receive, send: Send) -> None:
+        await live.current.public(scope, receive, send)
+
+    api = api_requests.recorded(api_now)
     # Quart's answers outside the API (its JSON 404, 405) are recorded by their status.
-    elsewhere = other_requests.recorded(cors(control_routes), own_answers=True)
-    health = cors(control_routes)
+    elsewhere = other_requests.recorded(public_now, own_answers=True)
     operators = _with_headers(control_routes, CONTROL_HEADERS)
 
     async def routed(scope: Scope, receive: Receive, send: Send) -> None:
@@ -183,11 +208,60 @@ def build_app(
         elif scope["path"].startswith(("/admin", "/metrics")):
             await operators(scope, receive, send)  # the operator's: no record, no CORS
         elif scope["path"] == "/health":
-            await health(scope, receive, send)  # polled: no record
+            await public_now(scope, receive, send)  # polled: no record
         else:
             await elsewhere(scope, receive, send)
 
-    return routed, cluster
+    return routed, cluster, live
+
+
+def _plain_models(config: ProxyConfig) -> frozenset[str]:
+    configured = {m for u in config.router().upstreams for m in u.models}
+    return frozenset(m for m in configured if not any(c in m for c in "*?["))
+
+
+def _snapshots(
+    pool: UpstreamPool, metrics: Metrics, control: ASGIApp, run_dir: str | None
+) -> Build:
+    """How each snapshot of the settings is built: the first at start, the next at a reload."""
+
+    def build(config: ProxyConfig, before: Snapshot | None) -> Snapshot:
+        router = config.router()
+        # Verified as open_upstream_pool does; built first, since a CA file may fail.
+        contexts = {u.origin: _verifying(u.ca) for u in router.upstreams if u.ca}
+        balancer = Balancer(
+            config.cooldown_s,
+            metrics.upstream_inflight,
+            router.upstreams,
+            run_dir,
+            after=before.balancer if before else None,
+        )
+        keys = config.keys()
+        limiter = KeyLimiter(keys, run_dir, after=before.limiter if before else None)
+        relay: ASGIApp = Relay(config, pool, balancer)
+        if keys:
+            relay = with_keys(relay, keys, limiter)
+
+        def cors(app: ASGIApp) -> ASGIApp:
+            return with_cors(app, config.cors_origins) if config.cors_origins else app
+
+        # With a metrics key, the admin key opens /metrics too; without one, /metrics is
+        # open (Prometheus's way), even with an admin key: a scraper set up before keeps working.
+        metrics_keys = {config.metrics_key, config.admin_key} if config.metrics_key else set()
+        if before is not None:  # the upstreams that went close as they come back idle
+            pool.reconfigure(frozenset(u.origin for u in router.upstreams), contexts)
+            metrics.configure_models(_plain_models(config))
+        return Snapshot(
+            config=config,
+            api=cors(relay),
+            public=cors(control),
+            admin_keys=frozenset({config.admin_key.encode()}) if config.admin_key else frozenset(),
+            metrics_keys=frozenset(k.encode() for k in metrics_keys if k),
+            balancer=balancer,
+            limiter=limiter,
+        )
+
+    return build
 
 
 def _with_headers(app: ASGIApp, extra: tuple[tuple[bytes, bytes], ...]) -> ASGIApp:
@@ -227,23 +301,31 @@ async def serve_proxy(
     config: Config,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    stop_now_trigger: Callable[[], Awaitable[None]] | None = None,
+    reload_trigger: Callable[[], Awaitable[str]] | None = None,
+    settings_file: SettingsFile | None = None,
     run_dir: str | None = None,
     tracing: Tracing | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until the trigger; ``run_dir`` joins the other workers of one server;
-    ``tracing``: None traces as the ``OTEL_*`` variables say (:mod:`.admin.traces`)."""
+    """Serve until the trigger (``stop_now_trigger``: the grace period ends at once);
+    reload ``settings_file`` each time ``reload_trigger`` returns (it says why);
+    ``run_dir`` joins the other workers of one server; ``tracing``: None traces as
+    the ``OTEL_*`` variables say (:mod:`.admin.traces`)."""
     pool = open_upstream_pool(proxy)
     tracing = tracing if tracing is not None else open_tracing()
     try:
-        app, cluster = build_app(proxy, pool, run_dir, tracing)
+        app, cluster, live = build_app(proxy, pool, run_dir, tracing, settings_file)
         async with trio.open_nursery() as nursery:
             await nursery.start(cluster.serve)
+            if reload_trigger is not None:
+                nursery.start_soon(_reload_on, reload_trigger, live)
             await serve_app(
                 app,
                 config,
                 shutdown_trigger=shutdown_trigger,
                 grace_over=partial(_grace_over, cluster),
+                stop_now_trigger=stop_now_trigger,
                 task_status=task_status,
             )
             nursery.cancel_scope.cancel()
@@ -252,3 +334,8 @@ async def serve_proxy(
             await pool.aclose()
             if tracing is not None:
                 await tracing.aclose()
+
+
+async def _reload_on(trigger: Callable[[], Awaitable[str]], live: Live) -> None:
+    while True:
+        live.reload(await trigger())

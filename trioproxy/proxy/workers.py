@@ -3,9 +3,12 @@
 The parent binds the listening socket once and starts N copies of
 ``trioproxy serve`` that inherit it (hypercorn's ``fd://`` bind); the kernel
 spreads connections among them. Each worker is a whole proxy: a request
-lives and dies in one worker, and no state is shared. SIGTERM and SIGINT
-reach every worker, each drains for its grace period, and the parent exits
-when they have.
+lives and dies in one worker, and no state is shared. SIGTERM, SIGINT and
+SIGQUIT reach every worker, each drains for its grace period (a second
+SIGTERM, or SIGQUIT, cuts it short: :mod:`trioproxy.server.signals`), and
+the parent exits when they have. On SIGHUP the parent asks each worker, over
+its control socket, to reload the settings file, and logs each one's answer
+(:func:`trioproxy.proxy.admin.cluster.ask_to_reload`).
 
 A worker that exits while the server is not stopping is logged and replaced,
 after a delay that doubles with each quick failure (0.5 s up to 30 s) and
@@ -38,15 +41,17 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from types import FrameType
 from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from trioproxy.proxy.admin.cluster import RUN_DIR, socket_path
+from trioproxy.proxy.admin.cluster import RUN_DIR, ask_to_reload, socket_path
 from trioproxy.proxy.admin.metrics import MULTIPROC_DIR
 from trioproxy.proxy.core.tally import forget_worker
+from trioproxy.proxy.gateway.settings import SettingsError, load
 
 __all__ = ["LISTEN_FD", "OPTIONS_FD", "run_workers", "worker_options"]
 
@@ -58,11 +63,21 @@ log = logging.getLogger("trioproxy.workers")
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 30.0
 _HEALTHY_AFTER_S = 60.0
+_RELOAD_TIMEOUT_S = 10.0
 
 
 class _Supervisor:
-    def __init__(self, argv: list[str], env: dict[str, str], fds: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        fds: tuple[int, ...],
+        options: dict[str, Any],
+        count: int,
+    ) -> None:
         self._argv = argv
+        self._options = options
+        self.count = count
         self._env = env
         self._fds = fds
         self._run_dir = env[RUN_DIR]
@@ -83,6 +98,29 @@ class _Supervisor:
             # One that exited already is still to be collected by os.wait().
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
+
+    def reload(self, signum: int, frame: FrameType | None) -> None:
+        """SIGHUP: every worker asked to reload, in a thread (the handler must not
+        block the supervising loop), one line per worker with its answer."""
+        workers = sorted(self.workers)
+        threading.Thread(target=self._reload, args=(workers,), daemon=True).start()
+
+    def _reload(self, workers: list[int]) -> None:
+        log.info("SIGHUP: asking %d workers to reload the settings file", len(workers))
+        for pid in workers:
+            answer = ask_to_reload(self._run_dir, pid, "SIGHUP to the server", _RELOAD_TIMEOUT_S)
+            if isinstance(answer, str):
+                log.warning("worker %d did not reload: %s", pid, answer)
+            elif answer["reloaded"]:
+                log.info("worker %d reloaded: %s", pid, answer["message"])
+            else:
+                log.warning("worker %d did not reload: %s", pid, answer["message"])
+        try:  # what only a new parent can change: the workers themselves read it as 1
+            count = load(None, self._options).workers
+        except SettingsError:
+            return  # each worker said why already
+        if count != self.count:
+            log.warning("server.workers = %d: needs a restart to apply", count)
 
     def exited(self, pid: int) -> None:
         """Forget a worker: its control socket, its tallies and live gauges; its counters stay."""
@@ -113,7 +151,10 @@ class _Supervisor:
 
 def _end_with_parent() -> None:
     """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL, so no
-    orphaned worker keeps serving (and holding upstream streams) with no supervisor."""
+    orphaned worker keeps serving (and holding upstream streams) with no supervisor.
+    SIGHUP ignored until the worker catches it itself: one sent to the whole group
+    while it starts must not end it."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before the line above
@@ -177,11 +218,12 @@ def run_workers(count: int, host: str, port: int, options: dict[str, Any], log_l
         OPTIONS_FD: str(shared),
     }
     argv = [sys.executable, "-m", "trioproxy", "--log-level", log_level, "serve"]
-    supervisor = _Supervisor(argv, env, (listener.fileno(), shared))
-    signal.signal(signal.SIGTERM, supervisor.forward)
-    signal.signal(signal.SIGINT, supervisor.forward)
+    supervisor = _Supervisor(argv, env, (listener.fileno(), shared), options, count)
+    for stop in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(stop, supervisor.forward)
+    signal.signal(signal.SIGHUP, supervisor.reload)
     try:
-        codes = _supervise(supervisor, count)
+        codes = _supervise(supervisor)
     finally:
         listener.close()
         os.close(shared)
@@ -203,9 +245,9 @@ def _make_run_dir(count: int) -> str:
         )
 
 
-def _supervise(supervisor: _Supervisor, count: int) -> list[int]:
+def _supervise(supervisor: _Supervisor) -> list[int]:
     """Start the workers, replace those that die, and return the exit codes at the end."""
-    for _ in range(count):
+    for _ in range(supervisor.count):
         supervisor.start()
     codes = []
     while supervisor.workers:

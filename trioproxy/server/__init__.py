@@ -8,12 +8,14 @@ both run on it. Nothing of hypercorn, h11 or h2 is changed in the process.
 
 from trioproxy.server.guards.limits import DEFAULTS, ServerLimits
 from trioproxy.server.serve import hypercorn_config, serve_app, serve_plain
+from trioproxy.server.signals import Signals
 from trioproxy.server.versions import IncompatibleVersions, check_versions
 
 __all__ = [
     "DEFAULTS",
     "IncompatibleVersions",
     "ServerLimits",
+    "Signals",
     "check_versions",
     "hypercorn_config",
     "serve_app",

@@ -61,10 +61,11 @@ async def serve_app(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     grace_over: Callable[[], object] | None = None,
+    stop_now_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on the guarded server until the trigger (or a cancel); see
-    :func:`~.worker.serve_guarded` for ``grace_over``."""
+    :func:`~.worker.serve_guarded` for ``grace_over`` and ``stop_now_trigger``."""
     check_versions()
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
     await serve_guarded(
@@ -72,6 +73,7 @@ async def serve_app(
         config,
         shutdown_trigger=shutdown_trigger,
         grace_over=grace_over,
+        stop_now_trigger=stop_now_trigger,
         task_status=task_status,
     )
 

@@ -7,6 +7,7 @@ all hypercorn's. What it adds is owned by this loop and ends with it:
 
 - the hang-up watcher's thread (:class:`~.guards.hangup.HangupWatcher`) and
   the 1 ms GIL switch interval it needs, given back after;
+- a second trigger that ends the grace period at once (a second SIGTERM);
 - an accept loop of its own, which logs running out of descriptors once in
   a while instead of a traceback every 0.1 s (``trio.serve_listeners`` did);
 - hpack's and h2's loggers silenced (header values are logged at DEBUG);
@@ -58,10 +59,12 @@ async def serve_guarded(
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     grace_over: Callable[[], object] | None = None,
+    stop_now_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` (wrapped as hypercorn wraps it) until the trigger or a cancel;
-    ``grace_over`` is called when a shutdown's grace period ends with requests left."""
+    ``grace_over`` is called when a shutdown's grace period ends with requests left,
+    and ``stop_now_trigger`` ends the grace period at once."""
     if config.quic_bind:
         raise ValueError("HTTP/3 (quic_bind) is not served")
     config.set_statsd_logger_class(StatsdLogger)
@@ -87,7 +90,12 @@ async def serve_guarded(
                     hangups=hangups,
                 )
                 await _serve_listeners(
-                    config, context, connection, shutdown_trigger, grace_over, task_status
+                    config,
+                    context,
+                    connection,
+                    shutdown_trigger,
+                    _Grace(config.graceful_timeout, grace_over, stop_now_trigger),
+                    task_status,
                 )
                 await lifespan.wait_for_shutdown()
                 lifespan_nursery.cancel_scope.cancel()
@@ -100,11 +108,11 @@ async def _serve_listeners(
     context: WorkerContext,
     connection: Callable[[trio.SocketStream], GuardedTCPServer],
     shutdown_trigger: Callable[[], Awaitable[None]] | None,
-    grace_over: Callable[[], object] | None,
+    grace: "_Grace",
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
     # The grace's own nursery: its clock must not keep the connections' open.
-    async with trio.open_nursery() as grace:
+    async with trio.open_nursery() as grace_tasks:
         async with trio.open_nursery() as connections:
             listeners, binds = await _listeners(config)
             task_status.started(binds)
@@ -122,17 +130,39 @@ async def _serve_listeners(
                     raise other_errors from None
             finally:
                 await context.terminated.set()
-                ends = trio.current_time() + config.graceful_timeout
-                last_words = LAST_WORDS_S if grace_over is not None else 0.0
-                connections.cancel_scope.deadline = ends + last_words
-                if grace_over is not None:
-                    grace.start_soon(_call_at, ends, grace_over)
-        grace.cancel_scope.cancel()  # every connection ended before the grace did
+                grace.begin(connections.cancel_scope, grace_tasks)
+        grace_tasks.cancel_scope.cancel()  # every connection ended before the grace did
 
 
-async def _call_at(deadline: float, action: Callable[[], object]) -> None:
-    await trio.sleep_until(deadline)
-    action()
+class _Grace:
+    """A shutdown's grace period: requests in flight may finish until it ends, by
+    its clock or at once on ``stop_now``; then ``grace_over`` tells the app, and the
+    connections left are cancelled :data:`LAST_WORDS_S` later (at once without it)."""
+
+    def __init__(
+        self,
+        period_s: float,
+        grace_over: Callable[[], object] | None,
+        stop_now: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        self._period_s = period_s
+        self._grace_over = grace_over
+        self._stop_now = stop_now
+        self._last_words_s = LAST_WORDS_S if grace_over is not None else 0.0
+
+    def begin(self, connections: trio.CancelScope, tasks: trio.Nursery) -> None:
+        ends = trio.current_time() + self._period_s
+        connections.deadline = ends + self._last_words_s
+        tasks.start_soon(self._end, ends, connections)
+
+    async def _end(self, ends: float, connections: trio.CancelScope) -> None:
+        with trio.move_on_at(ends):
+            if self._stop_now is None:
+                await trio.sleep_forever()
+            await self._stop_now()
+        if self._grace_over is not None:
+            self._grace_over()
+        connections.deadline = min(connections.deadline, trio.current_time() + self._last_words_s)
 
 
 async def _listeners(config: Config) -> tuple[list[Listener], list[str]]:

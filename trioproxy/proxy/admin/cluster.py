@@ -7,7 +7,11 @@ connection to. That worker answers a listing from its own requests and from
 each other worker's, asked over their sockets at the same time; a cancel goes
 to the worker whose pid leads the request id (``<pid hex>-<n>``), which stops
 the request exactly as if the call had come to it. A request's life stays
-inside its worker: only listings and cancels cross.
+inside its worker: only listings, cancels and reloads cross. A reload asked
+of one worker (``POST /admin/reload``) is asked of every other, and the
+parent asks each worker the same when it gets SIGHUP
+(:func:`ask_to_reload`): each reads the settings file itself and answers
+whether it could.
 
 The wire protocol is one JSON line each way per connection. A worker's
 listing has a bound known in advance (``inflight.LISTING_MAX_BYTES``), which
@@ -25,6 +29,7 @@ import json
 import logging
 import os
 import pathlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -32,13 +37,19 @@ import trio
 
 from trioproxy.proxy.admin.inflight import LISTING_MAX_BYTES, Inflight
 
-__all__ = ["ASK_TIMEOUT_S", "RUN_DIR", "Cluster"]
+__all__ = ["ASK_TIMEOUT_S", "RUN_DIR", "Cluster", "ask_to_reload", "socket_path"]
 
 RUN_DIR = "TRIOPROXY_RUN_DIR"
 ASK_TIMEOUT_S = 2.0
 _MAX_ANSWER = LISTING_MAX_BYTES  # some 28 MB: entries are bounded, and so is their number
 _MAX_QUESTION = 4096  # {"op": "cancel", "id": ...}
 _PARTS = ("requests", "recent")
+_BY_MAX = 64  # why a reload is asked: "SIGHUP", "POST /admin/reload"
+_MESSAGE_MAX = 2000  # a reload's answer: what changed, or why not
+_OPS = ("list", "cancel", "reload")
+
+type Reload = Callable[[str], dict[str, Any]]
+"""Reload this worker's settings (the argument says why); its answer as JSON."""
 
 log = logging.getLogger("trioproxy.cluster")
 
@@ -50,8 +61,11 @@ def socket_path(run_dir: str | os.PathLike[str], pid: int) -> pathlib.Path:
 class Cluster:
     """This worker's requests plus, when there are several workers, everyone's."""
 
-    def __init__(self, inflight: Inflight, run_dir: str | None = None) -> None:
+    def __init__(
+        self, inflight: Inflight, run_dir: str | None = None, reload: Reload | None = None
+    ) -> None:
         self.inflight = inflight
+        self._reload = reload
         self._dir = pathlib.Path(run_dir) if run_dir else None
         self._own = socket_path(run_dir, os.getpid()) if run_dir else None
 
@@ -83,7 +97,7 @@ class Cluster:
         """
         merged = self._own_listing()
         unanswered: list[str] = []
-        for path, answer in await self._ask_all({"op": "list"}):
+        for path, answer in await self._ask_all({"op": "list"}, _listing):
             if answer is None:
                 unanswered.append(path.stem)
                 continue
@@ -102,6 +116,24 @@ class Cluster:
         question = {"op": "cancel", "id": request_id}
         return await _ask(socket_path(self._dir, owner), question, _cancelled) is True
 
+    async def reload(self, by: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """Reload here and in every other worker: each one's answer (this one's first),
+        and the workers (by socket name) that gave none."""
+        own = self._reloaded_here(by)
+        answers, unanswered = [own], []
+        for path, answer in await self._ask_all({"op": "reload", "by": by}, _reloaded):
+            if answer is None:
+                unanswered.append(path.stem)
+            else:
+                answers.append(answer)
+        return answers, sorted(unanswered)
+
+    def _reloaded_here(self, by: str) -> dict[str, Any]:
+        if self._reload is None:
+            return {"pid": os.getpid(), "reloaded": False, "message": "cannot reload"}
+        answer = self._reload(by)
+        return answer | {"message": answer["message"][:_MESSAGE_MAX]}
+
     def _own_listing(self) -> dict[str, Any]:
         return {
             "requests": self.inflight.listing(),
@@ -115,12 +147,12 @@ class Cluster:
         return [p for p in self._dir.glob("worker-*.sock") if p != self._own]
 
     async def _ask_all(
-        self, question: dict[str, Any]
+        self, question: dict[str, Any], parse: Callable[[bytes], dict[str, Any]]
     ) -> list[tuple[pathlib.Path, dict[str, Any] | None]]:
         answers: list[tuple[pathlib.Path, dict[str, Any] | None]] = []
 
         async def ask(path: pathlib.Path) -> None:
-            answers.append((path, await _ask(path, question, _listing)))
+            answers.append((path, await _ask(path, question, parse)))
 
         async with trio.open_nursery() as nursery:
             for path in self._others():
@@ -136,6 +168,8 @@ class Cluster:
                     answer: dict[str, Any]
                     if question["op"] == "cancel":
                         answer = {"cancelled": self.inflight.cancel(question["id"])}
+                    elif question["op"] == "reload":
+                        answer = self._reloaded_here(question["by"])
                     else:
                         answer = self._own_listing()
                     await stream.send_all(json.dumps(answer).encode())
@@ -144,13 +178,33 @@ class Cluster:
 
 
 def _question(data: bytes) -> dict[str, str]:
-    """``{"op": "list"}`` or ``{"op": "cancel", "id": "..."}``; ValueError for anything else."""
+    """``{"op": "list"}``, ``{"op": "cancel", "id": "..."}`` or ``{"op": "reload",
+    "by": "..."}``; ValueError for anything else."""
     question = json.loads(data)
-    if not isinstance(question, dict) or question.get("op") not in ("list", "cancel"):
-        raise ValueError("not a question: an object with op list or cancel")
+    if not isinstance(question, dict) or question.get("op") not in _OPS:
+        raise ValueError("not a question: an object with op list, cancel or reload")
     if question["op"] == "cancel" and not isinstance(question.get("id"), str):
         raise ValueError("a cancel without a string id")
+    by = question.get("by")
+    if question["op"] == "reload" and not (isinstance(by, str) and 0 < len(by) <= _BY_MAX):
+        raise ValueError(f"a reload without a string by of at most {_BY_MAX} characters")
     return question
+
+
+def _reloaded(data: bytes) -> dict[str, Any]:
+    """A worker's answer to ``reload``; ValueError unless it says which worker, whether
+    it reloaded, and what (its message cut to a bound: it goes into a log line)."""
+    answer = json.loads(data)
+    if not isinstance(answer, dict):
+        raise ValueError("not an answer to reload")
+    pid, ok, message = answer.get("pid"), answer.get("reloaded"), answer.get("message")
+    restart = answer.get("needs_restart", [])
+    if type(pid) is not int or type(ok) is not bool or not isinstance(message, str):
+        raise ValueError("an answer to reload without its pid, reloaded or message")
+    if not isinstance(restart, list) or not all(isinstance(k, str) for k in restart):
+        raise ValueError("needs_restart is not a list of strings")
+    cut = message[:_MESSAGE_MAX]
+    return {"pid": pid, "reloaded": ok, "message": cut, "needs_restart": restart[:64]}
 
 
 def _listing(data: bytes) -> dict[str, Any]:
@@ -211,6 +265,29 @@ async def _ask[T](
                 return None
     log.warning("worker at %s did not answer within %g s", path.name, ASK_TIMEOUT_S)
     return None
+
+
+def ask_to_reload(run_dir: str, pid: int, by: str, timeout_s: float) -> dict[str, Any] | str:
+    """The worker ``pid``'s answer to a reload, asked from a process with no trio
+    loop (the parent, on SIGHUP); or why there is none, in a few words."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout_s)
+            sock.connect(str(socket_path(run_dir, pid)))
+            sock.sendall(json.dumps({"op": "reload", "by": by}).encode())
+            sock.shutdown(socket.SHUT_WR)
+            data = bytearray()
+            while chunk := sock.recv(65536):
+                data += chunk
+                if len(data) > _MAX_QUESTION + _MESSAGE_MAX:
+                    return "its answer is too long"
+        return _reloaded(bytes(data))
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        return f"not reachable ({exc.strerror or exc}): a worker starting reads the file anew"
+    except (ValueError, RecursionError) as exc:
+        return _brief(exc)
 
 
 async def _read_all(stream: trio.SocketStream, limit: int) -> bytes:

@@ -16,6 +16,7 @@ raw ASGI sees ``http.disconnect``, so a closed page ends its stream at once.
 import importlib.resources
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -38,17 +39,21 @@ ASSETS = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; 
 
 
 class Admin:
-    def __init__(self, cluster: Cluster, metrics: Metrics, admin_key: str | None) -> None:
+    def __init__(
+        self, cluster: Cluster, metrics: Metrics, admin_keys: Callable[[], frozenset[bytes]]
+    ) -> None:
+        """``admin_keys``: the keys in use now (a reload may change them)."""
         self.cluster = cluster
         self._metrics = metrics
-        self._keys = frozenset({admin_key.encode()}) if admin_key else frozenset()
+        self._keys = admin_keys
 
     @property
     def enabled(self) -> bool:
-        return bool(self._keys)
+        return bool(self._keys())
 
     def allowed(self, scope: Scope) -> bool:
-        return bool(self._keys) and bearer_ok(scope, self._keys)
+        keys = self._keys()
+        return bool(keys) and bearer_ok(scope, keys)
 
     @staticmethod
     def page() -> bytes:

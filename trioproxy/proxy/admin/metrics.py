@@ -52,6 +52,10 @@ class _ModelLabels:
         self._known = set(configured)
         self._seen = 0
 
+    def configure(self, configured: frozenset[str]) -> None:
+        """A reload's model names: labels of their own too, beside the bound."""
+        self._known |= configured
+
     def __call__(self, model: str) -> str:
         if not model:
             return "-"
@@ -123,6 +127,10 @@ class Metrics:
             buckets=_FAST,
             registry=r,
         )
+
+    def configure_models(self, models: frozenset[str]) -> None:
+        """The model names a reload configures: each a label of its own."""
+        self._model.configure(models)
 
     def started(self, rec: RequestRecord) -> None:
         """An observer of every record's start (``Requests.subscribe``)."""

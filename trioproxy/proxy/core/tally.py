@@ -11,16 +11,23 @@ plain memory and nothing is locked.
 
 import contextlib
 import fcntl
+import hashlib
 import mmap
 import os
 import pathlib
 import time
 from collections.abc import Iterator
 
-__all__ = ["REFRESH_S", "Tally", "forget_worker"]
+__all__ = ["REFRESH_S", "Tally", "forget_worker", "tally_name"]
 
 REFRESH_S = 1.0
 """How often a reader looks for workers that came or went."""
+
+
+def tally_name(kind: str, name: str) -> str:
+    """A tally's name for a configured ``name`` (a key's, an upstream's): the same in
+    every worker and across reloads, and safe in a file name whatever ``name`` holds."""
+    return f"{kind}-{hashlib.blake2s(name.encode(), digest_size=8).hexdigest()}"
 
 
 class Tally:

@@ -56,11 +56,11 @@ def _matching(scope: Scope, keys: tuple[tuple[bytes, ClientKey], ...]) -> Client
     return found
 
 
-def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], run_dir: str | None = None) -> ASGIApp:
-    """Only requests with a configured key reach ``app``, each under its key's limits:
-    401 without one, 429 over a limit, each its own outcome in the request's record."""
+def with_keys(app: ASGIApp, keys: tuple[ClientKey, ...], limiter: KeyLimiter) -> ASGIApp:
+    """Only requests with a configured key reach ``app``, each under its key's limits
+    (``limiter`` counts them): 401 without one, 429 over a limit, each its own
+    outcome in the request's record."""
     encoded = tuple((k.key.encode(), k) for k in keys)
-    limiter = KeyLimiter(keys, run_dir)
 
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         rec = record_of(scope)

@@ -246,7 +246,8 @@ OPTIONS: tuple[Option, ...] = (
            "never forwarded", "KEY", toml="auth.api_keys", env="TRIOPROXY_API_KEYS",
            repeat=True, accumulate=True, shown_default="none", secret=True),
     Option("admin_key", str, None, "enables the admin: the live page at `/admin/`, "
-           "`GET /admin/requests` and `DELETE /admin/requests/{id}`", "KEY",
+           "`GET /admin/requests`, `DELETE /admin/requests/{id}` and `POST /admin/reload`",
+           "KEY",
            shown_default="none", secret=True),
     Option("metrics_key", str, None, "`/metrics` then needs `Authorization: Bearer KEY` (or "
            "the admin key); without it `/metrics` is open", "KEY", toml="auth.metrics_key",
@@ -261,7 +262,8 @@ OPTIONS: tuple[Option, ...] = (
            "the upstream answers (its errors then come as SSE `error` events)",
            toml="stream.early_headers", flag=True, shown_default="off"),
     Option("grace_period", float, 30.0, "on SIGTERM or SIGINT, how long streams in flight "
-           "may finish", "S", toml="server.grace_period_s", minimum=0),
+           "may finish (a second one, or SIGQUIT, ends them now)", "S",
+           toml="server.grace_period_s", minimum=0),
     Option("log_format", str, "text", "`text`, or `json`: every log line one JSON object, "
            "the access line's values as fields (docs/deploy.md)", "FORMAT",
            toml="server.log_format", choices=("text", "json")),

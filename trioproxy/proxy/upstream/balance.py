@@ -9,7 +9,11 @@ WARNING line; the first request that reaches it again logs that it is back.
 When every replica is cooling down, they are tried anyway.
 
 With several workers, the counts are the whole server's (a
-:class:`~trioproxy.proxy.core.tally.Tally`); cool-downs are each worker's own.
+:class:`~trioproxy.proxy.core.tally.Tally` per upstream, found by its name);
+cool-downs are each worker's own. A reload's balancer takes over the one
+before it (``after``): an upstream that stays keeps its count and its
+cool-down, and a request that started before the reload ends on the count
+it started on.
 """
 
 import logging
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 import trio
 from prometheus_client import Gauge
 
-from trioproxy.proxy.core.tally import Tally
+from trioproxy.proxy.core.tally import Tally, tally_name
 from trioproxy.proxy.upstream.routing import Upstream
 
 __all__ = ["Balancer"]
@@ -35,16 +39,24 @@ class Balancer:
         gauge: Gauge,
         upstreams: Sequence[Upstream],
         run_dir: str | None = None,
+        *,
+        after: "Balancer | None" = None,
     ) -> None:
+        """``after``: the balancer of the settings a reload replaces (its counts and
+        cool-downs go on, and are kept for upstreams that went)."""
         self._cooldown_s = cooldown_s
         self._gauges = {u.name: gauge.labels(u.name) for u in upstreams}
-        self._index = {u.name: i for i, u in enumerate(upstreams)}
-        self._tally = Tally("upstreams", len(upstreams), run_dir)
-        self._down_until: dict[str, float] = {}
+        self._rows: dict[str, memoryview] = after._rows if after is not None else {}
+        self._tallies: dict[str, Tally] = after._tallies if after is not None else {}
+        self._down_until: dict[str, float] = after._down_until if after is not None else {}
+        for upstream in upstreams:
+            if upstream.name not in self._tallies:
+                tally = Tally(tally_name("upstream", upstream.name), 1, run_dir)
+                self._tallies[upstream.name], self._rows[upstream.name] = tally, tally.row
 
     def inflight(self, upstream: Upstream) -> int:
         """Requests in flight to ``upstream``, in every worker."""
-        return self._tally.total(self._index[upstream.name])
+        return self._tallies[upstream.name].total(0)
 
     def order(self, replicas: Sequence[Upstream]) -> list[Upstream]:
         """The replicas to try, best first: ready ones by fewest in flight, then the rest."""
@@ -57,11 +69,11 @@ class Balancer:
         return ready + cooling
 
     def started(self, upstream: Upstream) -> None:
-        self._tally.row[self._index[upstream.name]] += 1
+        self._rows[upstream.name][0] += 1
         self._gauges[upstream.name].inc()
 
     def finished(self, upstream: Upstream) -> None:
-        self._tally.row[self._index[upstream.name]] -= 1
+        self._rows[upstream.name][0] -= 1
         self._gauges[upstream.name].dec()
 
     def unreachable(self, upstream: Upstream, reason: str) -> None:

@@ -64,6 +64,23 @@ class UpstreamPool:
             context.set_alpn_protocols(["http/1.1"])
         self._keepalive_expiry_s = keepalive_expiry_s
         self._idle: dict[Origin, list[Connection]] = {}
+        self._serving: frozenset[Origin] | None = None
+        """After a reload, the origins still configured; None: any."""
+
+    def reconfigure(
+        self, serving: frozenset[Origin], ssl_contexts: Mapping[Origin, ssl.SSLContext]
+    ) -> None:
+        """A reload's upstreams: connections to an origin no longer served close as
+        they come back idle, those idle now at once. So do those to an origin with a
+        CA of its own, before or now: its file may hold other CAs since."""
+        own = set(self._ssl_contexts) | set(ssl_contexts)
+        for context in ssl_contexts.values():
+            context.set_alpn_protocols(["http/1.1"])
+        self._ssl_contexts = dict(ssl_contexts)
+        self._serving = serving
+        for origin in [o for o in self._idle if o not in serving or o in own]:
+            for conn in self._idle.pop(origin):
+                conn.close()
 
     def idle_connections(self) -> int:
         return sum(len(conns) for conns in self._idle.values())
@@ -111,6 +128,9 @@ class UpstreamPool:
         return None
 
     def put_idle(self, origin: Origin, conn: Connection) -> None:
+        if self._serving is not None and origin not in self._serving:
+            conn.close()  # its upstream went with a reload
+            return
         conn.idle_until = trio.current_time() + self._keepalive_expiry_s
         self._idle.setdefault(origin, []).append(conn)
 
