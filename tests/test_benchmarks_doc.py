@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.report import load_results, render
+from benchmarks.report import grades_section, load_results, render
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -71,7 +71,7 @@ def test_the_text_is_generated_without_matplotlib() -> None:
     # A blocked import raises ImportError: the text must not need the charts' library.
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from benchmarks.report import load_results, render\n"
+        "from benchmarks.report import grades_section, load_results, render\n"
         "print(len(render(load_results(), '')))"
     )
     done = subprocess.run(
@@ -141,6 +141,26 @@ def test_the_goals_are_the_runs_verdicts_and_bounds() -> None:
     assert phases.endswith("over the bound: streaming RST | **not met** |")
     assert _row(text, "| no upstream left running |").endswith("| 2 never closed | **not met** |")
     assert "- trioproxy: streaming" in text  # listed among the peers that left some running
+
+
+def test_a_second_look_is_shown_with_the_p99_it_was_graded_on() -> None:
+    """Results before the verdict's second look render as they did (the first test);
+    one written with it shows the second look's p99, marked, beside its grade."""
+    results = _results()
+    assert "(2nd look)" not in render(results, "")
+    streaming = _scenario(results, "trioproxy", "streaming FIN")
+    streaming |= {
+        "p99_ms": 12.5,
+        "passed": True,
+        "second_look": {"samples_ms": [0.3, 0.4]},
+        "graded_p99_ms": 0.4,
+    }
+    text = render(results, "")
+    assert _row(text, "| streaming FIN |").startswith("| streaming FIN | 0.40 (2nd look) ✓ |")
+    assert "the figure is the second look's" in text
+    assert "12.50" not in _row(text, "| p99 ≤ 5 ms in every phase")
+    grades = _row("\n".join(grades_section(results["cancellation"], {})), "| trioproxy |")
+    assert "(2nd look)" in grades and "12.5" not in grades
 
 
 def test_the_ratios_and_bars_follow_the_figures() -> None:

@@ -1,4 +1,6 @@
-"""The conformance command passes trioproxy and fails a proxy that never cancels."""
+"""The conformance command passes trioproxy and fails a proxy that never cancels.
+
+(The verdict's correct-but-slow and outlier cases: tests/test_verdict.py.)"""
 
 import json
 import pathlib
@@ -7,50 +9,22 @@ import sys
 
 import trio
 
+from tests.helpers.conformance import CONFORMANCE
+from tests.helpers.conformance import run_conformance_cli as run
 from trioproxy.conformance import free_port
-
-CONFORMANCE = [
-    sys.executable,
-    "-m",
-    "trioproxy",
-    "conformance",
-    "--repeats",
-    "2",
-    "--storm",
-    "20",
-    "--wait-s",
-    "1",
-    # Generous on purpose: a test only catches a stop that is not passed on at
-    # all; the speed goals (5 ms, 50 ms) are the benchmarks'.
-    "--bound-ms",
-    "250",
-    "--storm-bound-ms",
-    "1000",
-]
-
-
-async def run(proxy_cmd: str, out: pathlib.Path) -> tuple[int, str, dict[str, object]]:
-    page = out.with_suffix(".html")
-    with trio.fail_after(240):
-        done = await trio.run_process(
-            [*CONFORMANCE, "--proxy-cmd", proxy_cmd, "--json", str(out), "--html", str(page)],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
-    html = await trio.Path(page).read_text()
-    assert html.startswith("<!doctype html>") and "Cancellation conformance" in html
-    return done.returncode, done.stdout.decode(), json.loads(await trio.Path(out).read_text())
 
 
 async def test_trioproxy_passes(tmp_path: pathlib.Path) -> None:
-    """Also over TLS: a second trioproxy with a certificate the run makes, h2 by ALPN."""
+    """Also over TLS: a second trioproxy with a certificate the run makes, h2 by ALPN;
+    with the speed bounds applied too (``--strict``)."""
     code, table, report = await run(
         f"{sys.executable} -m benchmarks.peers.trioproxy_tls {{upstream}} {{port}} "
         "--tls {tls_port} {certfile} {keyfile} {certkey}",
         tmp_path / "r.json",
+        "--strict",
     )
     assert code == 0, table
+    assert report["correct"] is True and report["fast"] is True
     scenarios = {s["name"]: s for s in report["scenarios"]}  # type: ignore[attr-defined]
     assert scenarios["waiting_headers RST"]["never_closed"] == 0
     assert scenarios["streaming h2-reset"]["skipped"] == ""  # trioproxy speaks h2c
@@ -73,6 +47,11 @@ async def test_a_proxy_that_never_cancels_fails(tmp_path: pathlib.Path) -> None:
         "non_streaming FIN",
         "non_streaming RST",
     } <= failed
+    by_name = {s["name"]: s for s in report["scenarios"]}  # type: ignore[attr-defined]
+    never = by_name["waiting_headers FIN"]
+    # A stop never passed on is not correct, and is no outlier to look at again.
+    assert never["correct"] is False and never["second_look"] is None
+    assert report["correct"] is False
     skipped = {s["name"]: s["skipped"] for s in report["scenarios"]}  # type: ignore[attr-defined]
     assert skipped["streaming h2-reset TLS"] == "no TLS listener"
     assert table.rstrip().endswith("FAIL")

@@ -120,6 +120,6 @@ def test_the_json_report_names_its_format_and_version() -> None:
     from tests.helpers.samples import a_report
 
     report = a_report().as_json()
-    assert (report["format"], report["format_version"]) == ("trioproxy-conformance", 1)
+    assert (report["format"], report["format_version"]) == ("trioproxy-conformance", 2)
     assert report["passed"] is False
     assert report["config"]["bound_ms"] == 5.0  # type: ignore[index]

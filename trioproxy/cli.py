@@ -113,11 +113,39 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="concurrent streams in a storm; repeat for several (default 200)",
     )
-    conf.add_argument("--bound-ms", type=float, default=5.0, help="p99 bound per phase")
-    conf.add_argument("--storm-bound-ms", type=float, default=20.0, help="p99 bound, storm")
+    conf.add_argument(
+        "--bound-ms",
+        type=_positive,
+        default=5.0,
+        help="speed: p99 bound per phase, graded fast/slow (default %(default)s)",
+    )
+    conf.add_argument(
+        "--storm-bound-ms",
+        type=_positive,
+        default=20.0,
+        help="speed: p99 bound in a storm (default %(default)s)",
+    )
+    conf.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail the run on a speed bound missed too, not only on a stop not passed on",
+    )
+    conf.add_argument(
+        "--close-within-s",
+        type=_positive,
+        default=1.0,
+        help="correctness: every stopped upstream of a phase closes within this "
+        "(default %(default)s)",
+    )
+    conf.add_argument(
+        "--storm-close-within-s",
+        type=_positive,
+        default=2.0,
+        help="correctness: the same in a storm (default %(default)s)",
+    )
     conf.add_argument(
         "--wait-s",
-        type=float,
+        type=_positive,
         default=3.0,
         help="how long a stopped request's upstream may run before it counts as "
         "never closed (default %(default)s)",
@@ -127,6 +155,17 @@ def _parser() -> argparse.ArgumentParser:
         "--html", metavar="PATH", help="write a self-contained page with grades and latencies"
     )
     return parser
+
+
+def _positive(text: str) -> float:
+    """A duration or bound: a finite number above zero, at most a day."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 86_400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 86400: {text!r}")
+    return value
 
 
 def _given_as_option(argv: list[str] | None) -> bool:

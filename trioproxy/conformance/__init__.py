@@ -8,7 +8,9 @@ simulator and the shared ASGI types.
 - :mod:`.scenarios`: one request stopped in one phase by one kind of stop;
 - :mod:`.probe`, :mod:`.probe_h2`: the raw HTTP/1.1 and HTTP/2 clients that stop;
 - :mod:`.proxy_process`: the proxy under test, started from a command;
-- :mod:`.report`, :mod:`.html`: the results, as a table, JSON and a page;
+- :mod:`.report`: the results and their verdict (correct, and how fast), as JSON;
+- :mod:`.table`, :mod:`.html`: the same as the printed table and as a page;
+- :mod:`.answers`: whole answers, and the integrity scenario;
 - :mod:`.cli`: ``trioproxy conformance``.
 """
 
@@ -22,6 +24,7 @@ from trioproxy.conformance.report import (
     Report,
     RunConfig,
     ScenarioResult,
+    Speed,
     write_json,
 )
 from trioproxy.conformance.runner import run_conformance, with_sim
@@ -44,6 +47,7 @@ __all__ = [
     "RunConfig",
     "Scenario",
     "ScenarioResult",
+    "Speed",
     "StopKind",
     "StopResult",
     "Target",

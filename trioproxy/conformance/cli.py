@@ -20,6 +20,9 @@ async def run(args: argparse.Namespace) -> int:
         bound_ms=args.bound_ms,
         storm_bound_ms=args.storm_bound_ms,
         wait_s=args.wait_s,
+        strict=args.strict,
+        close_within_s=args.close_within_s,
+        storm_close_within_s=args.storm_close_within_s,
     )
 
     async def body(sim: SimUpstream, upstream: str) -> Report:

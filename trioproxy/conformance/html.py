@@ -10,6 +10,7 @@ import html
 import math
 
 from trioproxy.conformance.report import Report, ScenarioResult
+from trioproxy.conformance.table import speed_cell, verdict_lines
 
 __all__ = ["render_html"]
 
@@ -60,17 +61,18 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _row(r: ScenarioResult) -> str:
+def _row(r: ScenarioResult, strict: bool) -> str:
     if r.skipped:
         grade, cls = f"skipped: {html.escape(r.skipped)}", "skip"
     else:
-        grade, cls = ("PASS", "pass") if r.passed else ("FAIL", "fail")
+        grade, cls = ("PASS", "pass") if r.passes(strict) else ("FAIL", "fail")
     n = len(r.samples_ms) or r.checked
     bound = "-" if r.bound_ms is None else f"{r.bound_ms:g}"
     failures = "".join(f"<div class='why'>{html.escape(f)}</div>" for f in r.failures[:3])
     return (
         f"<tr class='{cls}'><td>{html.escape(r.name)}{failures}</td>"
-        f"<td class='grade'>{grade}</td><td class='num'>{n}</td>"
+        f"<td class='grade'>{grade}</td><td>{html.escape(speed_cell(r))}</td>"
+        f"<td class='num'>{n}</td>"
         f"<td class='num'>{_ms(r.percentile(0.5))}</td>"
         f"<td class='num'>{_ms(r.percentile(0.99))}</td>"
         f"<td class='num'>{_ms(max(r.samples_ms, default=None))}</td>"
@@ -106,8 +108,9 @@ p.note { color: #67707a; max-width: 60em; }
 
 def render_html(report: Report) -> str:
     verdict = "pass" if report.passed else "fail"
-    failed = sum(not r.passed for r in report.results)
-    rows = "".join(_row(r) for r in report.results)
+    failed = sum(not r.passes(report.config.strict) for r in report.results)
+    rows = "".join(_row(r, report.config.strict) for r in report.results)
+    why = "".join(f"<div>{html.escape(line)}</div>" for line in verdict_lines(report))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Cancellation conformance: {html.escape(report.proxy)}</title>
@@ -117,12 +120,15 @@ def render_html(report: Report) -> str:
 <div>{html.escape(report.proxy)}</div>
 <p><span class="verdict {verdict}">{verdict.upper()}</span>
 {len(report.results) - failed} of {len(report.results)} scenarios pass</p>
-<p class="note">Each dot is one stopped request: the time from the client's stop to the
-upstream's connection closed, as the upstream saw it. The orange line is the bound;
+{why}
+<p class="note">Each dot is one stopped request of the first look: the time from the
+client's stop to the upstream's connection closed, as the upstream saw it. The orange
+line is the speed bound (a scenario over it is looked at again, and graded on that);
 red dots past the axis are requests whose upstream never closed (the model kept
 generating for nobody).</p>
 <table>
-<thead><tr><th>scenario</th><th>grade</th><th class="num">n</th><th class="num">p50 ms</th>
+<thead><tr><th>scenario</th><th>grade</th><th>speed</th><th class="num">n</th>
+<th class="num">p50 ms</th>
 <th class="num">p99 ms</th><th class="num">max ms</th><th class="num">never closed</th>
 <th class="num">bound ms</th><th>{_axis()}</th></tr></thead>
 <tbody>{rows}</tbody>

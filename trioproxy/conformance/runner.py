@@ -3,33 +3,36 @@
 Runs against any HTTP proxy in front of the simulated upstream: a command
 that starts it (``{upstream}`` and ``{port}`` filled in), or a URL where it
 already runs. Each scenario stops requests in one phase by one stop kind and
-times, at the upstream, how long after the stop its connection closed. A
-scenario passes when every stopped request's upstream closed, with p99
-within its bound; integrity scenarios pass when unstopped answers arrive
-whole and in order.
+times, at the upstream, how long after the stop its connection closed; a
+scenario whose first look is correct but over its speed bound is looked at
+once more (:mod:`.report` says what the verdict makes of both). Integrity
+scenarios check that unstopped answers arrive whole and in order.
 """
 
-import json
 import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-import httpx
 import trio
 
+from trioproxy.conformance.answers import expected_text, integrity, stream_text
 from trioproxy.conformance.probe import RawClient, StopKind, chat_body, request_bytes, sim_model
 from trioproxy.conformance.probe_h2 import H2Client
 from trioproxy.conformance.proxy_process import Target
 from trioproxy.conformance.report import Report, RunConfig, ScenarioResult
-from trioproxy.conformance.scenarios import SCENARIOS, stop_in_phase
-from trioproxy.sim import SimUpstream, serve_sim, token_text
+from trioproxy.conformance.scenarios import SCENARIOS, Scenario, stop_in_phase
+from trioproxy.sim import SimUpstream, serve_sim
 
 __all__ = ["run_conformance", "with_sim"]
 
 
 _GIVE_UP = 3
+
+type Look = Callable[[ScenarioResult, str], Awaitable[None]]
+"""One look at a scenario: its stops, added to the result. The string goes into
+the requests' ids, so that a second look's requests are told from the first's."""
 
 
 async def run_conformance(
@@ -41,43 +44,84 @@ async def run_conformance(
 ) -> Report:
     """``tls_target``: where the proxy also listens with TLS, for the reset over TLS."""
     results = []
+
+    def phase(name: str) -> ScenarioResult:
+        return ScenarioResult(
+            name, bound_ms=config.bound_ms, close_within_ms=config.close_within_s * 1000
+        )
+
     for scenario in SCENARIOS:
         for kind in StopKind:
-            result = ScenarioResult(f"{scenario.name} {kind}", bound_ms=config.bound_ms)
-            for i in range(config.repeats):
-                sim_id = f"{scenario.name}-{kind}-{i}"
-                try:
-                    result.add(
-                        await stop_in_phase(
-                            *target, sim, scenario, kind, sim_id, wait_s=config.wait_s
-                        )
-                    )
-                except (OSError, trio.TooSlowError, ConnectionError) as exc:
-                    result.failures.append(f"{sim_id}: {exc!r}")
-                if result.never_closed + len(result.failures) >= _GIVE_UP:
-                    break  # failed already; each more try costs wait_s
-            results.append(result)
-    results.append(await _h2_reset(sim, target, config))
+            result = phase(f"{scenario.name} {kind}")
+            look = partial(_phase, sim, target, scenario, kind, config)
+            results.append(await _judged(result, look))
+    h2 = phase("streaming h2-reset")
+    results.append(await _judged(h2, partial(_h2_reset, sim, target, config)))
     if tls_target is None:
         skipped = ScenarioResult("streaming h2-reset TLS", skipped="no TLS listener")
         results.append(skipped)
     else:
-        results.append(await _h2_reset(sim, tls_target, config, tls=True))
+        h2s = phase("streaming h2-reset TLS")
+        results.append(await _judged(h2s, partial(_h2_reset, sim, tls_target, config, tls=True)))
     for size in config.storms:
-        results.append(await _storm(sim, target, size, config))
-    results.append(await _integrity(sim, target, config))
+        storm = ScenarioResult(
+            f"storm {size} streams",
+            bound_ms=config.storm_bound_ms,
+            close_within_ms=config.storm_close_within_s * 1000,
+        )
+        results.append(await _judged(storm, partial(_storm, sim, target, size, config)))
+    results.append(await integrity(target, config))
     return Report(proxy, results, config)
 
 
+async def _judged(result: ScenarioResult, look: Look) -> ScenarioResult:
+    """The first look, and a second one when the first was correct but slow: a busy
+    machine's hiccup seldom strikes twice, a slow proxy is slow again."""
+    await look(result, "")
+    if result.wants_second_look:
+        again = ScenarioResult(
+            result.name, bound_ms=result.bound_ms, close_within_ms=result.close_within_ms
+        )
+        await look(again, "again-")
+        result.second_look = again
+    return result
+
+
+async def _phase(
+    sim: SimUpstream,
+    target: Target,
+    scenario: Scenario,
+    kind: StopKind,
+    config: RunConfig,
+    result: ScenarioResult,
+    look: str,
+) -> None:
+    for i in range(config.repeats):
+        sim_id = f"{scenario.name}-{kind}-{look}{i}"
+        try:
+            result.add(
+                await stop_in_phase(*target, sim, scenario, kind, sim_id, wait_s=config.wait_s)
+            )
+        except (OSError, trio.TooSlowError, ConnectionError) as exc:
+            result.failures.append(f"{sim_id}: {exc!r}")
+        if result.never_closed + len(result.failures) >= _GIVE_UP:
+            break  # failed already; each more try costs wait_s
+
+
 async def _h2_reset(
-    sim: SimUpstream, target: Target, config: RunConfig, *, tls: bool = False
-) -> ScenarioResult:
+    sim: SimUpstream,
+    target: Target,
+    config: RunConfig,
+    result: ScenarioResult,
+    look: str,
+    *,
+    tls: bool = False,
+) -> None:
     """Reset one HTTP/2 stream mid-stream while a sibling on the connection streams on
     (over TLS with ALPN h2, as Chromium does it, when ``tls``)."""
-    result = ScenarioResult("streaming h2-reset" + " TLS" * tls, bound_ms=config.bound_ms)
     context = _any_certificate() if tls else None
     for i in range(config.repeats):
-        name = f"h2{'s' * tls}-{i}"
+        name = f"h2{'s' * tls}-{look}{i}"
         try:
             with trio.fail_after(config.wait_s * 2):
                 stopped_at, sibling_whole = await _h2_reset_once(sim, target, name, context)
@@ -94,7 +138,6 @@ async def _h2_reset(
         if not sibling_whole:
             result.failures.append(f"{name}: sibling stream damaged by the reset")
         result.add_closed(await _closed_after(sim, f"{name}-doomed", stopped_at, config.wait_s))
-    return result
 
 
 def _any_certificate() -> ssl.SSLContext:
@@ -130,7 +173,7 @@ async def _h2_reset_once(
         await client.pump_until(lambda: sibling in client.ended)
     finally:
         client.close()
-    return stopped_at, _stream_text(bytes(client.data[sibling])) == _expected_text(50)
+    return stopped_at, stream_text(bytes(client.data[sibling])) == expected_text(50)
 
 
 async def _closed_after(
@@ -145,14 +188,21 @@ async def _closed_after(
     return (fate.ended_at - stopped_at) * 1000
 
 
-async def _storm(sim: SimUpstream, target: Target, size: int, config: RunConfig) -> ScenarioResult:
-    """N concurrent streams, each stopped at a random moment once the upstream has it."""
-    result = ScenarioResult(f"storm {size} streams", bound_ms=config.storm_bound_ms)
+async def _storm(
+    sim: SimUpstream,
+    target: Target,
+    size: int,
+    config: RunConfig,
+    result: ScenarioResult,
+    look: str,
+) -> None:
+    """N concurrent streams, each stopped at a random moment once the upstream has it
+    (the same moments on a second look)."""
     rng = random.Random(size)
     stopped_at: dict[str, float] = {}
 
     async def one(i: int) -> None:
-        sim_id = f"storm-{size}-{i}"
+        sim_id = f"storm-{size}-{look}{i}"
         settings = {
             "x-sim-id": sim_id,
             "x-sim-tokens": "1000000",
@@ -183,72 +233,6 @@ async def _storm(sim: SimUpstream, target: Target, size: int, config: RunConfig)
     for sim_id, at in stopped_at.items():
         wait_s = max(0.0, deadline - trio.current_time())
         result.add_closed(await _closed_after(sim, sim_id, at, wait_s))
-    return result
-
-
-async def _integrity(sim: SimUpstream, target: Target, config: RunConfig) -> ScenarioResult:
-    """Unstopped streams and JSON answers, concurrently, must arrive whole and in order."""
-    result = ScenarioResult("integrity (whole answers)")
-    base = f"http://{target[0]}:{target[1]}"
-
-    async def one(client: httpx.AsyncClient, i: int, stream: bool) -> None:
-        settings = {
-            "x-sim-id": f"whole-{i}-{stream}",
-            "x-sim-tokens": "200",
-            "x-sim-interval": "0.001",
-        }
-        response = await client.post(
-            "/v1/chat/completions",
-            content=chat_body(stream, model=sim_model(settings)),
-            headers={"content-type": "application/json", **settings},
-        )
-        result.checked += 1
-        # Content, not bytes: a proxy may re-encode the JSON it relays.
-        got = _stream_text(response.content) if stream else _json_text(response.content)
-        if response.status_code != 200 or got != _expected_text(200):
-            result.failures.append(
-                f"{settings['x-sim-id']}: status {response.status_code}, "
-                f"{len(got or '')} of {len(_expected_text(200))} characters"
-            )
-
-    try:
-        with trio.fail_after(60):
-            async with (
-                httpx.AsyncClient(base_url=base, timeout=30) as client,
-                trio.open_nursery() as nursery,
-            ):
-                for i in range(config.integrity_streams):
-                    nursery.start_soon(one, client, i, i % 2 == 0)
-    except (httpx.HTTPError, trio.TooSlowError) as exc:
-        result.failures.append(repr(exc))
-    return result
-
-
-def _expected_text(tokens: int) -> str:
-    return "".join(token_text(i) for i in range(tokens))
-
-
-def _stream_text(body: bytes) -> str | None:
-    """The text a chat event stream carries, or None unless it ends with ``[DONE]``."""
-    data = [
-        line[6:] for line in body.decode(errors="replace").splitlines() if line.startswith("data: ")
-    ]
-    if not data or data[-1] != "[DONE]":
-        return None
-    try:
-        chunks = [json.loads(d) for d in data[:-1]]
-        return "".join(
-            c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
-        )
-    except (ValueError, LookupError, TypeError, AttributeError):
-        return None
-
-
-def _json_text(body: bytes) -> str | None:
-    try:
-        return str(json.loads(body)["choices"][0]["message"]["content"])
-    except (ValueError, LookupError, TypeError):  # not the chat completion it should be
-        return None
 
 
 async def with_sim(body: Callable[[SimUpstream, str], Awaitable[Report]], port: int = 0) -> Report:
