@@ -161,3 +161,41 @@ async def test_a_client_leaving_calls_the_scope_hook_from_the_read_task(
             client.stop(kind)
             await gone.wait()
             client.close()
+
+
+async def test_an_answer_after_the_server_refused_too_many_pipelined_bytes_is_dropped(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pipelined-bytes bound answers 400 and closes while the request is still in
+    the app; the app's own answer after that is dropped, as hypercorn drops one after
+    any refused request, never raised (it was h11's "Response in MUST_CLOSE", logged
+    with a traceback; the fuzzer found it on a loaded machine)."""
+    release, answered = trio.Event(), trio.Event()
+    outcome: list[str] = []
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            return await send({"type": "lifespan.shutdown.complete"})
+        await release.wait()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"late"})
+            outcome.append("sent")
+        except Exception as exc:  # what the app meets is the point of the test
+            outcome.append(repr(exc))
+        finally:
+            answered.set()
+
+    (bound,) = await nursery.start(serve_app, slow, hypercorn_config("127.0.0.1", 0))
+    host, port = str(bound).removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        client = await RawClient.connect(host, int(port))
+        await client.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n" + b"x" * 20_000)
+        await client.read_all()  # 400, then the server closes the connection
+        release.set()
+        await answered.wait()
+    assert client.status == 400
+    assert outcome == ["sent"]
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"]

@@ -126,15 +126,25 @@ class StrictConnection(h11.Connection):
     def __init__(self, max_pipelined_bytes: int) -> None:
         super().__init__(h11.SERVER, max_incomplete_event_size=max_pipelined_bytes)
         self._max_pipelined_bytes = max_pipelined_bytes
+        self._refused = False
 
     def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
         found = super()._get_io_object(role, event, io_dict)
         return _read_request if found is maybe_read_from_IDLE_client else found
 
+    @property
+    def their_state(self) -> Any:  # h11's Sentinel types are private
+        # h11 marks the client's side ERROR for the errors it raises itself;
+        # this one is raised here, after it. Marked the same, hypercorn treats
+        # it as any refused request: the app's answer after its 400 is dropped
+        # (``_send_h11_event``), not raised as "Response in MUST_CLOSE".
+        return h11.ERROR if self._refused else super().their_state
+
     def next_event(self) -> Any:
         event = super().next_event()
         if event is h11.PAUSED and self.their_state is h11.DONE:
             if len(self.trailing_data[0]) > self._max_pipelined_bytes:
+                self._refused = True
                 raise h11.RemoteProtocolError("too many pipelined bytes", error_status_hint=400)
             return h11.NEED_DATA
         return event
