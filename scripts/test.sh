@@ -16,7 +16,7 @@ command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer
 
 bash scripts/bootstrap.sh test bench
 # The real engines tests/test_engines.py drives (vLLM, llama-server, a tiny model),
-# installed into a cache outside the checkout: about 15 min the first time, seconds
+# installed into a cache outside the checkout: about 10 min the first time, seconds
 # after. TRIOPROXY_SKIP_ENGINES=1 skips the install, and those tests then skip.
 if [ "${TRIOPROXY_SKIP_ENGINES:-0}" != 1 ]; then bash scripts/engines/install.sh; fi
 .venv/bin/ruff check trioproxy tests benchmarks

