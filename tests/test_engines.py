@@ -59,11 +59,10 @@ async def trioproxy(engine: Engine, nursery: trio.Nursery) -> str:
     return await start_proxy(nursery, ProxyConfig(upstream=f"{engine.origin}/v1"))
 
 
-@pytest.mark.parametrize("kind", list(StopKind))
-@pytest.mark.parametrize("phase", PHASES, ids=lambda p: p.name)
-async def test_a_stop_through_trioproxy_aborts_the_engine(
-    engine: Engine, trioproxy: str, phase: Phase, kind: StopKind
-) -> None:
+@pytest.fixture
+def judged(engine: Engine, phase: Phase) -> Engine:
+    """The engine, unless it cannot stop ``phase`` itself (a sync fixture: a skip
+    raised inside the trio test loses its reason)."""
     if engine.engine == "llama.cpp" and phase is NON_STREAMING:
         # The engine's own limit, which a proxy that only closes its connection
         # cannot lift (issue 21 item 3, stream_upstream, will): it is measured
@@ -72,6 +71,15 @@ async def test_a_stop_through_trioproxy_aborts_the_engine(
             "llama-server checks a non-streaming client once a second: "
             "test_a_non_streaming_stop_on_llama_cpp_is_what_the_engine_does_alone compares"
         )
+    return engine
+
+
+@pytest.mark.parametrize("kind", list(StopKind))
+@pytest.mark.parametrize("phase", PHASES, ids=lambda p: p.name)
+async def test_a_stop_through_trioproxy_aborts_the_engine(
+    judged: Engine, trioproxy: str, phase: Phase, kind: StopKind
+) -> None:
+    engine = judged
     with trio.fail_after(BOUND_S):
         # llama-server sees a stop during prompt processing only when the prompt
         # batch it is in is done (its own cost, seconds here): the wait is long.
@@ -106,14 +114,20 @@ async def test_the_judge_sees_an_engine_that_goes_on(engine: Engine, trioproxy: 
             await settled(http, engine)
 
 
-@pytest.mark.parametrize("kind", list(StopKind))
-async def test_a_non_streaming_stop_on_llama_cpp_is_what_the_engine_does_alone(
-    engine: Engine, trioproxy: str, kind: StopKind
-) -> None:
-    """llama-server checks a non-streaming request's client only now and then,
-    and mostly goes on to the end: through trioproxy as with no proxy at all."""
+@pytest.fixture
+def llama_cpp(engine: Engine) -> Engine:
     if engine.engine != "llama.cpp":
         pytest.skip("vLLM stops a non-streaming request: the test above checks it")
+    return engine
+
+
+@pytest.mark.parametrize("kind", list(StopKind))
+async def test_a_non_streaming_stop_on_llama_cpp_is_what_the_engine_does_alone(
+    llama_cpp: Engine, trioproxy: str, kind: StopKind
+) -> None:
+    """llama-server checks a non-streaming request's client only once a second
+    with no answer sent: through trioproxy as with no proxy at all."""
+    engine = llama_cpp
     with trio.fail_after(2 * BOUND_S):
         direct = await stop_once(engine, engine.origin, NON_STREAMING, kind, wait_abort_s=10)
         proxied = await stop_once(engine, trioproxy, NON_STREAMING, kind, wait_abort_s=10)
