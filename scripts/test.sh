@@ -15,6 +15,11 @@ command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or newer
 (cd tests/clients/js && npm ci --no-audit --no-fund --loglevel=error)
 
 bash scripts/bootstrap.sh test bench otel
+# The real engines tests/test_engines.py drives (vLLM, llama-server, a tiny model),
+# installed into a cache outside the checkout: some 20 min the first time on 2 cores
+# (llama.cpp's build is most of it), seconds after. TRIOPROXY_SKIP_ENGINES=1 skips
+# the install, and those tests then skip.
+if [ "${TRIOPROXY_SKIP_ENGINES:-0}" != 1 ]; then bash scripts/engines/install.sh; fi
 .venv/bin/ruff check trioproxy tests benchmarks
 .venv/bin/ruff format --check trioproxy tests benchmarks
 .venv/bin/mypy trioproxy tests benchmarks

@@ -14,6 +14,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "trioproxy.sim": ("trioproxy.asgi", "trioproxy.server", "trioproxy.sim"),
     "trioproxy.conformance": ("trioproxy.asgi", "trioproxy.sim", "trioproxy.conformance"),
     "trioproxy.proxy": ("trioproxy", "trioproxy.asgi", "trioproxy.server", "trioproxy.proxy"),
+    "trioproxy.engines": ("trioproxy.conformance", "trioproxy.engines"),
 }
 
 
