@@ -13,7 +13,11 @@ timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
 ``x-sim-id``                 the caller's name for the request, for its fate
 ``x-sim-fail``               ``500``: answer 500; ``drop``: cut the
                              connection after the tokens, no end of stream
+``x-sim-refuse``             ``1``: a chat answer is a ``refusal``
 ==========================  ==============================================
+
+The body's ``n``, ``logprobs`` (and ``top_logprobs``) and ``tools`` shape
+the answer as an engine's (:class:`~trioproxy.sim.render.Render`).
 
 The same settings may come in the query string (``?sim-tokens=5``; a
 ``GET`` with ``stream=true`` streams a chat completion: an ``EventSource``
@@ -181,7 +185,8 @@ class SimUpstream:
         if early is None:
             self._start(fate, scope, headers, hangup)
         fate.request_headers = headers
-        render = render_for(scope["path"], request, f"{fate.sim_id}")
+        refuse = headers.get("x-sim-refuse") == "1"
+        render = render_for(scope["path"], request, f"{fate.sim_id}", refuse)
         if render is None:
             _end(fate, "completed")
             return await _send_json(send, 404, {"error": {"message": "no such endpoint"}})
