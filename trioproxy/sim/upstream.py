@@ -83,6 +83,8 @@ class Fate:
     hung_up_at: float | None = None
     """When the server's watcher thread saw the peer's connection hang up."""
     sha256: str = ""
+    stream: bool = False
+    """The request asked for an event stream."""
     request_headers: dict[str, str] = field(default_factory=dict)
     started: trio.Event = field(default_factory=trio.Event, repr=False)
     ended: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -249,7 +251,7 @@ async def _answer(
         return await _send_json(
             send, 500, {"error": {"message": "simulated failure", "type": "server_error"}}
         )
-    streaming = bool(request.get("stream", False))
+    streaming = fate.stream = bool(request.get("stream", False))
     if not streaming:
         await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
         fate.sent(tokens=p.tokens)
