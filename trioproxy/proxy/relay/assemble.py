@@ -36,8 +36,9 @@ __all__ = [
 type Kind = Literal["chat", "completion"]
 
 MAX_BYTES = 16 * 1024 * 1024
-"""Event-stream bytes one answer is assembled from. Parsed chunks take some ten
-times their bytes in memory (logprobs most), and the whole answer is held."""
+"""Event-stream bytes one answer is assembled from. What is held is what the
+answer keeps: some 0.4 times the stream for text, 5.4 times for logprobs with
+5 alternatives (83 MiB at the peak for 15 MiB, measured with tracemalloc)."""
 MAX_CHOICES = 128
 """Choices of one answer (OpenAI's own cap on ``n``)."""
 MAX_TOOL_CALLS = 128
