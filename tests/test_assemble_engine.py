@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.helpers.assembled import ENGINE_REQUESTS, both_answers, comparable, same
+from tests.helpers.assembled import ENGINE_REQUESTS, Refused, both_answers, comparable, same
 
 ENGINE_URL = os.environ.get("TRIOPROXY_ENGINE_URL", "")
 MODEL = os.environ.get("TRIOPROXY_ENGINE_MODEL", "tiny-llama")
@@ -26,8 +26,11 @@ pytestmark = pytest.mark.skipif(not ENGINE_URL, reason="TRIOPROXY_ENGINE_URL is 
 async def test_the_assembled_answer_is_the_engines_own(
     nursery: trio.Nursery, path: str, body: dict[str, Any]
 ) -> None:
-    with trio.fail_after(300):
-        direct, assembled = await both_answers(nursery, ENGINE_URL, MODEL, path, body)
+    try:
+        with trio.fail_after(300):
+            direct, assembled = await both_answers(nursery, ENGINE_URL, MODEL, path, body)
+    except Refused as exc:
+        pytest.skip(f"the engine refuses this request, through the proxy too: {exc}")
     given = {k for k, v in direct.items() if v is not None}
     assert given <= set(assembled), "a field of the engine's answer is missing"
     assert same(comparable(assembled), comparable(direct)), (assembled, direct)
