@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trioproxy.proxy.core.bounded import ERROR_MAX, kept
+from trioproxy.proxy.relay.sse import events
 from trioproxy.proxy.upstream.errors import UpstreamBroken
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "Assembler",
     "AssemblyError",
     "Kind",
-    "events",
 ]
 
 type Kind = Literal["chat", "completion"]
@@ -51,40 +51,6 @@ _DONE = b"[DONE]"
 class AssemblyError(UpstreamBroken):
     """The upstream's event stream cannot be assembled into an answer (a bad or
     oversized chunk, an ``error`` event, an end before the answer): its fault."""
-
-
-def events(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The whole events in ``data`` as ``(field, data)`` pairs, and the bytes left over.
-
-    ``field`` is ``event``'s name (``b""`` for none), or ``b"error"`` for an ``error:``
-    line (llama.cpp's server writes its errors so). Lines end in LF, CRLF or CR; a
-    CR at the very end is kept for the next chunk's LF.
-    """
-    if data.endswith(b"\r"):
-        data, held = data[:-1], b"\r"
-    else:
-        held = b""
-    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    found: list[tuple[bytes, bytes]] = []
-    start = 0
-    name, parts = b"", list[bytes]()
-    for i, line in enumerate(lines[:-1]):
-        if not line:
-            if parts:
-                found.append((name, b"\n".join(parts)))
-            name, parts, start = b"", [], i + 1
-            continue
-        key, _, value = line.partition(b":")
-        value = value[1:] if value.startswith(b" ") else value
-        if key == b"data":
-            parts.append(value)
-        elif key == b"event":
-            name = value
-        elif key == b"error":  # not SSE, but what some servers send
-            name = b"error"
-            parts.append(value)
-    rest = b"\n".join(lines[start:]) + held
-    return found, rest
 
 
 @dataclass(slots=True)
