@@ -13,7 +13,11 @@ timing comes from ``x-sim-*`` headers, falling back to :class:`SimParams`:
 ``x-sim-id``                 the caller's name for the request, for its fate
 ``x-sim-fail``               ``500``: answer 500; ``drop``: cut the
                              connection after the tokens, no end of stream
+``x-sim-refuse``             ``1``: a chat answer is a ``refusal``
 ==========================  ==============================================
+
+The body's ``n``, ``logprobs`` (and ``top_logprobs``) and ``tools`` shape
+the answer as an engine's (:class:`~trioproxy.sim.render.Render`).
 
 The same settings may come in the query string (``?sim-tokens=5``; a
 ``GET`` with ``stream=true`` streams a chat completion: an ``EventSource``
@@ -79,6 +83,8 @@ class Fate:
     hung_up_at: float | None = None
     """When the server's watcher thread saw the peer's connection hang up."""
     sha256: str = ""
+    stream: bool = False
+    """The request asked for an event stream."""
     request_headers: dict[str, str] = field(default_factory=dict)
     started: trio.Event = field(default_factory=trio.Event, repr=False)
     ended: trio.Event = field(default_factory=trio.Event, repr=False)
@@ -181,7 +187,8 @@ class SimUpstream:
         if early is None:
             self._start(fate, scope, headers, hangup)
         fate.request_headers = headers
-        render = render_for(scope["path"], request, f"{fate.sim_id}")
+        refuse = headers.get("x-sim-refuse") == "1"
+        render = render_for(scope["path"], request, f"{fate.sim_id}", refuse)
         if render is None:
             _end(fate, "completed")
             return await _send_json(send, 404, {"error": {"message": "no such endpoint"}})
@@ -244,7 +251,7 @@ async def _answer(
         return await _send_json(
             send, 500, {"error": {"message": "simulated failure", "type": "server_error"}}
         )
-    streaming = bool(request.get("stream", False))
+    streaming = fate.stream = bool(request.get("stream", False))
     if not streaming:
         await trio.sleep(p.first_token_delay_s + p.tokens * p.interval_s)
         fate.sent(tokens=p.tokens)

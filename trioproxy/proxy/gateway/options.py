@@ -201,6 +201,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("upstream_query", str, [], "a query parameter added to every request, in place of "
            "the client's of that name (repeatable; `api-version=2024-10-21`)", "NAME=VALUE",
            env="TRIOPROXY_UPSTREAM_QUERY", repeat=True, shown_default="none"),
+    Option("upstream_stream", str, False, "ask the upstream for a stream when a client's "
+           "chat completion or completion is not one, and answer the JSON assembled from it: "
+           "a client that leaves then stops engines that only notice it while streaming "
+           "(llama.cpp); see docs/upstreams.md", flag=True,
+           shown_default="off"),
     Option("upstream_ca", str, None, "verify an HTTPS upstream with this CA bundle", "PEM",
            shown_default="certifi's CAs"),
     Option("connect_timeout", float, 10.0, "connecting to the upstream", "S",

@@ -1,13 +1,13 @@
 """What the settings say about how an upstream is called: its key's header, added
 headers and query parameters (:class:`~trioproxy.proxy.upstream.conventions.Conventions`
-checks them).
+checks them), and whether non-streaming completions go to it as streams.
 
 A ``[[upstream]]`` table says it with ``key_header``, ``headers``,
-``headers_env`` (values read from variables, as ``api_key_env`` reads the key)
-and ``query``; the single upstream of ``--upstream`` with
-``--upstream-key-header``, ``--upstream-header NAME:VALUE`` and
-``--upstream-query NAME=VALUE``. Errors are ValueErrors that name the setting,
-never a header's value: it may be a key.
+``headers_env`` (values read from variables, as ``api_key_env`` reads the key),
+``query`` and ``stream_upstream``; the single upstream of ``--upstream`` with
+``--upstream-key-header``, ``--upstream-header NAME:VALUE``,
+``--upstream-query NAME=VALUE`` and ``--upstream-stream``. Errors are ValueErrors
+that name the setting, never a header's value: it may be a key.
 """
 
 from collections.abc import Mapping
@@ -22,12 +22,13 @@ FILE_KEYS: dict[str, type] = {
     "headers": dict,
     "headers_env": dict,
     "query": dict,
+    "stream_upstream": bool,
 }
 """The ``[[upstream]]`` keys read here, with their TOML types (a dict is an inline table
 of non-empty strings)."""
 
 _DEFAULT_HEADER = "authorization"
-_SINGLE = ("upstream_key_header", "upstream_header", "upstream_query")
+_SINGLE = ("upstream_key_header", "upstream_header", "upstream_query", "upstream_stream")
 
 
 def from_table(table: Mapping[str, Any], env: Mapping[str, str], name: str) -> dict[str, Any]:
@@ -42,6 +43,7 @@ def from_table(table: Mapping[str, Any], env: Mapping[str, str], name: str) -> d
         "key_header": table.get("key_header", _DEFAULT_HEADER),
         "headers": tuple(headers),
         "query": tuple(table.get("query", {}).items()),
+        "stream_upstream": table.get("stream_upstream", False),
     }
 
 
@@ -55,7 +57,7 @@ def stray_option(values: Mapping[str, Any]) -> str | None:
     option = "--" + given[0].replace("_", "-")
     return (
         f"{option} is for the single upstream of --upstream; in the settings file an "
-        "[[upstream]] table says key_header, headers and query"
+        "[[upstream]] table says key_header, headers, query and stream_upstream"
     )
 
 
@@ -69,7 +71,8 @@ def from_options(values: Mapping[str, Any]) -> dict[str, Any]:
     for name, _ in headers:
         check_name(name, "--upstream-header")
     query = _pairs(values["upstream_query"], "=", "--upstream-query", "NAME=VALUE")
-    return {"key_header": key_header, "headers": headers, "query": query}
+    stream = bool(values["upstream_stream"])
+    return {"key_header": key_header, "headers": headers, "query": query, "stream_upstream": stream}
 
 
 def _pairs(items: list[str], sep: str, option: str, shape: str) -> tuple[tuple[str, str], ...]:

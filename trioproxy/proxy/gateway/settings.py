@@ -183,6 +183,8 @@ def _wrong_type(value: object, wanted: type) -> str | None:
     if wanted is dict:
         ok = isinstance(value, dict) and all(isinstance(v, str) and v for v in value.values())
         return None if ok else 'not a table of strings (write { name = "value" }; none empty)'
+    if wanted is bool:
+        return None if isinstance(value, bool) else "not true or false"
     if wanted is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
         return None if ok else "not a positive integer"

@@ -29,6 +29,7 @@ from trioproxy.proxy.relay.models import (
     routable_list,
 )
 from trioproxy.proxy.relay.sse import EventCounter
+from trioproxy.proxy.relay.streamed import streamed_for
 from trioproxy.proxy.relay.usage import UsageTap
 from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.errors import ExchangeError, Unreachable, UpstreamError
@@ -94,7 +95,10 @@ class Forwarder:
             rec.phase = Phase.CONNECT
             self._balancer.started(upstream)
             try:
-                upstream_exchange = self._exchange(upstream, request, rec)
+                # A non-streaming completion may go upstream as a stream (relay.streamed).
+                streamed = streamed_for(upstream.stream_upstream, request)
+                sent = request if streamed is None else streamed.request
+                upstream_exchange = self._exchange(upstream, sent, rec)
                 rec.stop.link(upstream_exchange)  # a stop aborts it from here on
                 try:
                     async with upstream_exchange.open() as response:
@@ -103,7 +107,8 @@ class Forwarder:
                             # nothing reached the client yet: try the next one
                             _attempt_failed(rec, response.status, "server_error", chain[n + 1])
                             continue
-                        await self._relay_answer(response, send, rec, beat, early)
+                        if streamed is None or not await streamed.answer(response, send, rec):
+                            await self._relay_answer(response, send, rec, beat, early)
                         return
                 finally:
                     rec.stop.unlink()

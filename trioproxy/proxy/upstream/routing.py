@@ -42,6 +42,9 @@ class Upstream:
     """Sent with every request, in place of the client's headers of these names; never logged."""
     query: tuple[tuple[str, str], ...] = ()
     """Added to every request's query, in place of the client's parameters of these names."""
+    stream_upstream: bool = False
+    """A client's non-streaming chat completion or completion is asked of this upstream
+    as a stream and answered assembled (:mod:`trioproxy.proxy.relay.streamed`)."""
     conventions: Conventions = field(init=False, compare=False)
     """All of the above, checked, as the bytes each request adds."""
     origin: Origin = field(init=False, compare=False)
