@@ -208,11 +208,9 @@ class ServerConnection:
     ) -> bytes:
         if self.our_state is not h11.SEND_RESPONSE:
             raise self._refused("an informational response")
-        try:
-            data = informational_head(status, headers, reason)
-        except h11.LocalProtocolError:
-            self._fail()
-            raise
+        # A head refused for its fields changes no state, as h11's event constructors
+        # refuse it before its connection sees it: the 500 that follows can be sent.
+        data = informational_head(status, headers, reason)
         self.they_are_waiting_for_100_continue = False
         return data
 
@@ -221,18 +219,14 @@ class ServerConnection:
     ) -> bytes:
         if self.our_state is not h11.SEND_RESPONSE and self.our_state is not _IDLE:
             raise self._refused("a response")
-        try:
-            head, framing, length, keeps = response_head(
-                status,
-                headers,
-                method=self._method,
-                http11_client=self._their_version is not None and self._their_version >= b"1.1",
-                keep_alive=self._keep_alive,
-                reason=reason,
-            )
-        except h11.LocalProtocolError:
-            self._fail()
-            raise
+        head, framing, length, keeps = response_head(  # refused fields: as above
+            status,
+            headers,
+            method=self._method,
+            http11_client=self._their_version is not None and self._their_version >= b"1.1",
+            keep_alive=self._keep_alive,
+            reason=reason,
+        )
         self._keep_alive = keeps
         self._writer = BodyWriter(framing, length)
         self.our_state = h11.SEND_BODY
