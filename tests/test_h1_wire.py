@@ -306,3 +306,39 @@ async def test_a_websocket_upgrade_is_answered_as_the_get_it_is(nursery: trio.Nu
     assert client.received.startswith(b"HTTP/1.1 200 "), client.received[:200]
     assert client.received.endswith(b"plain")
     assert kinds == ["http"]
+
+
+async def test_expect_100_continue_gets_100_before_the_body(nursery: trio.Nursery) -> None:
+    """hypercorn's read loop sends the 100 through the connection's ``send``, then
+    the body is read and echoed; the connection is kept for a second request."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            return await send({"type": "lifespan.shutdown.complete"})
+        body = b""
+        while (message := await receive())["type"] == "http.request":
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    bound = str((await nursery.start(serve_app, app, hypercorn_config("127.0.0.1", 0)))[0])
+    host, port = bound.removeprefix("http://").rsplit(":", 1)
+    head = b"POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n"
+    with trio.fail_after(10):
+        client = await RawClient.connect(host, int(port))
+        for _ in range(2):
+            client.received = b""
+            await client.send(head)
+            await client.read_until(b"\r\n\r\n")
+            assert client.received.startswith(b"HTTP/1.1 100 "), client.received
+            client.received = b""
+            await client.send(b"hello")
+            await client.read_response()
+            assert client.received.startswith(b"HTTP/1.1 200 ")
+            assert client.received.endswith(b"\r\n\r\nhello")
+        client.close()
