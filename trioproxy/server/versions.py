@@ -1,9 +1,11 @@
 """The versions of hypercorn, h11 and h2 this server was built against, checked at start-up.
 
 The server subclasses hypercorn's connection and protocol classes and
-overrides some of their private methods, and reads a few private parts of
-h11 (:mod:`.guards.http1`). A release that renames one would silently turn a
-guard off, or fail on some request long after start-up: so a server refuses
+overrides some of their private methods; its HTTP/1.1 connection
+(:mod:`.guards.h1_connection`) stands in for h11's, with h11's public events
+and states, which hypercorn's read loop expects. A release that renames a
+method or changes those would silently turn a guard off, or fail on some
+request long after start-up: so a server refuses
 to start on any version outside the ranges here, with one clear line.
 Widening a range means reading the release's changes to those classes and
 running the guards' tests (``tests/test_server_build.py`` names the names).

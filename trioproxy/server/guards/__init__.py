@@ -21,8 +21,10 @@ classes are never changed. Each has a regression test on real sockets
 - :mod:`.hangup`: a client's hang-up (FIN or reset) acted on from a watcher
   thread, without waiting for the event loop's batch to end.
 - :mod:`.http1`: strict HTTP/1.1 framing (no request smuggling), pipelined
-  bytes never blind hypercorn's read loop to a client leaving; an h2c
-  ``Upgrade`` is ignored (answered over HTTP/1.1).
+  bytes never blind hypercorn's read loop to a client leaving; an h2c or
+  WebSocket ``Upgrade`` is ignored (answered over HTTP/1.1); the connection
+  is read and written by hand (:mod:`.h1_connection`, :mod:`.h1_read`,
+  :mod:`.h1_write`), with h11's states, events and bytes.
 - :mod:`.http2`: bad pseudo-headers reset the stream instead of ending the
   process; DATA for a closed stream no longer kills the connection; a client
   that does not read stalls its stream's sender (flow control end to end);
