@@ -37,13 +37,14 @@ class Protocols:
         send: Callable[[Event], Awaitable[None]],
         alpn_protocol: str | None,
         hangup: Hangup | None,
+        send_bytes: Callable[[bytes], Awaitable[None]],
     ) -> None:
         self._args = (app, config, context, task_group, state, ssl, client, server, send)
         self.protocol: GuardedH11Protocol | GuardedH2Protocol
         if alpn_protocol == "h2":
             self.protocol = GuardedH2Protocol(*self._args)
         else:
-            self.protocol = GuardedH11Protocol(*self._args, hangup=hangup)
+            self.protocol = GuardedH11Protocol(*self._args, hangup=hangup, send_bytes=send_bytes)
 
     async def initiate(self) -> None:
         await self.protocol.initiate()

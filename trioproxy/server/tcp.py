@@ -63,7 +63,6 @@ class GuardedTCPServer(TCPServer):
         finally:
             # Closed whichever way it ended, a failed TLS handshake included
             # (trio.serve_listeners, which hypercorn used, did this too).
-            self._forget_hangup()
             await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
@@ -98,6 +97,7 @@ class GuardedTCPServer(TCPServer):
                     self.protocol_send,
                     alpn,
                     hangup,
+                    self.send_bytes,
                 )
                 await self.protocol.initiate()
                 self._timer.idle(tasks)
@@ -107,20 +107,24 @@ class GuardedTCPServer(TCPServer):
         finally:
             await self.close()
 
+    async def send_bytes(self, data: bytes) -> None:
+        """What ``protocol_send`` does with ``RawData``, without the event: the
+        HTTP/1.1 protocol writes each relayed chunk through it."""
+        if not data:  # h11's end of a body with a length: no bytes, so no system call
+            return
+        if not self.send_lock.locked():
+            data = write_now(self.stream, data)
+            if not data:
+                return
+        async with self.send_lock:
+            try:
+                await send_bounded(self.stream, data, self._stall_s)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+
     async def protocol_send(self, event: Event) -> None:
         if type(event) is RawData:
-            data = event.data
-            if not data:  # h11's end of a body with a length: no bytes, so no system call
-                return
-            if not self.send_lock.locked():
-                data = write_now(self.stream, data)
-                if not data:
-                    return
-            async with self.send_lock:
-                try:
-                    await send_bounded(self.stream, data, self._stall_s)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self.protocol.handle(Closed())
+            await self.send_bytes(event.data)
         elif isinstance(event, Closed):
             await self.close()
             await self.protocol.handle(Closed())

@@ -29,12 +29,11 @@ bounded by the same size as an incomplete head; the read loop is told
 NEED_DATA, never PAUSED (see :mod:`.http1`, guard 2).
 """
 
-import re
 from typing import Any
 
 import h11
 
-from trioproxy.server.guards.h1_read import ChunkedBody, parse_request
+from trioproxy.server.guards.h1_read import HEAD_END, ChunkedBody, parse_request, refuse
 from trioproxy.server.guards.h1_write import (
     BodyWriter,
     Framing,
@@ -44,14 +43,9 @@ from trioproxy.server.guards.h1_write import (
 
 __all__ = ["ServerConnection"]
 
-_BLANK = re.compile(rb"\n\r?\n")
 _END = h11.EndOfMessage()  # immutable: one for every request
 _IDLE, _DONE, _CLOSED, _ERROR = h11.IDLE, h11.DONE, h11.CLOSED, h11.ERROR
 _MUST_CLOSE = h11.MUST_CLOSE
-
-
-def _refuse(message: str, status: int = 400) -> h11.RemoteProtocolError:
-    return h11.RemoteProtocolError(message, error_status_hint=status)
 
 
 class ServerConnection:
@@ -110,7 +104,7 @@ class ServerConnection:
     def next_event(self) -> Any:
         """The next of the client's events, as ``h11.Connection.next_event``."""
         if self.their_state is _ERROR:
-            raise _refuse("Can't receive data when peer state is ERROR")
+            raise refuse("Can't receive data when peer state is ERROR")
         try:
             return self._next()
         except h11.RemoteProtocolError:
@@ -127,9 +121,9 @@ class ServerConnection:
                 return self._read_head()
             if state is _DONE:  # pipelined: kept for the next cycle, bounded
                 if len(buf) > self._max_buffered:
-                    raise _refuse("too many pipelined bytes")
+                    raise refuse("too many pipelined bytes")
                 return h11.NEED_DATA
-            raise _refuse("Got data when expecting EOF")
+            raise refuse("Got data when expecting EOF")
         if not self._closed:
             return h11.NEED_DATA
         self.their_state = _CLOSED
@@ -139,17 +133,17 @@ class ServerConnection:
     def _incomplete(self) -> Any:
         """NEED_DATA for an event begun and not whole: bounded, and never coming after a close."""
         if len(self._buf) > self._max_buffered:
-            raise _refuse("Receive buffer too long", 431)
+            raise refuse("Receive buffer too long", 431)
         if self._closed:
-            raise _refuse("peer unexpectedly closed connection")
+            raise refuse("peer unexpectedly closed connection")
         return h11.NEED_DATA
 
     def _read_head(self) -> Any:
         buf = self._buf
-        blank = _BLANK.search(buf, self._scan)
+        blank = HEAD_END.search(buf, self._scan)
         if blank is None:
             if buf[0] < 0x21:
-                raise _refuse("illegal request line")
+                raise refuse("illegal request line")
             self._scan = max(len(buf) - 2, 0)  # an end may begin in the last two bytes
             return self._incomplete()
         head = bytes(buf[: blank.start()])
@@ -157,7 +151,7 @@ class ServerConnection:
         self._scan = 0
         request = parse_request(head, self._raw_names)
         if self.our_state is not _IDLE:
-            raise _refuse("a request before the last response")
+            raise refuse("a request before the last response")
         self.their_state, self.our_state = h11.SEND_BODY, h11.SEND_RESPONSE
         self._method, self._their_version = request.method, request.http_version
         self._keep_alive = self._keep_alive and request.keep_alive
@@ -196,8 +190,6 @@ class ServerConnection:
             return self.send_informational(
                 event.status_code, event.headers.raw_items(), event.reason
             )
-        if kind is h11.Data:
-            return self.send_data(bytes(event.data))
         if kind is h11.EndOfMessage and not event.headers:
             return self.send_end()
         self._fail()

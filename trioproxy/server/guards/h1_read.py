@@ -24,9 +24,12 @@ __all__ = [
     "FIELD_LINE",
     "FIELD_NAME",
     "FIELD_VALUE",
+    "HEAD_END",
+    "MAX_LENGTH_DIGITS",
     "ChunkedBody",
     "ParsedRequest",
     "parse_request",
+    "refuse",
 ]
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
@@ -39,7 +42,9 @@ FIELD_NAME = re.compile(_TOKEN)
 FIELD_VALUE = re.compile(rb"(?:%s)?" % _FIELD_CONTENT)
 """A value as sent: no whitespace around it (fullmatch)."""
 _CHUNK_HEADER = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*\r\n")
-_MAX_LENGTH_DIGITS = 20  # h11's bound: about 10**20 bytes
+MAX_LENGTH_DIGITS = 20  # h11's bound: about 10**20 bytes
+HEAD_END = re.compile(rb"\n\r?\n")
+"""A head (or a trailer section) ends at its first empty line."""
 _VERSIONS = frozenset({b"1.0", b"1.1"})
 
 
@@ -70,7 +75,7 @@ class ParsedRequest(h11.Request):
         object.__setattr__(self, "headers", fields)
 
 
-def _refuse(message: str, status: int = 400) -> h11.RemoteProtocolError:
+def refuse(message: str, status: int = 400) -> h11.RemoteProtocolError:
     return h11.RemoteProtocolError(message, error_status_hint=status)
 
 
@@ -99,7 +104,7 @@ def parse_request(head: bytes, raw_names: bool = False) -> ParsedRequest:
     malformed = request_line is None
     for line in lines[1:]:
         if line[:1] in (b" ", b"\t"):
-            raise _refuse("obs-fold in a request header")
+            raise refuse("obs-fold in a request header")
         field = FIELD_LINE.fullmatch(line)
         if field is None:
             malformed = True
@@ -121,24 +126,24 @@ def parse_request(head: bytes, raw_names: bool = False) -> ParsedRequest:
         if raw_names:
             raw.append((raw_name, value))
     if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
-        raise _refuse("more than one Content-Length, or one that is not a number")
+        raise refuse("more than one Content-Length, or one that is not a number")
     if lengths and codings:
-        raise _refuse("Content-Length with Transfer-Encoding")
+        raise refuse("Content-Length with Transfer-Encoding")
     if malformed or request_line is None:
-        raise _refuse("illegal request line or header line")
-    if lengths and len(lengths[0]) > _MAX_LENGTH_DIGITS:
-        raise _refuse("bad Content-Length")
+        raise refuse("illegal request line or header line")
+    if lengths and len(lengths[0]) > MAX_LENGTH_DIGITS:
+        raise refuse("bad Content-Length")
     if len(codings) > 1:
-        raise _refuse("multiple Transfer-Encoding headers", 501)
+        raise refuse("multiple Transfer-Encoding headers", 501)
     if codings and codings[0] != b"chunked":
-        raise _refuse("Only Transfer-Encoding: chunked is supported", 501)
+        raise refuse("Only Transfer-Encoding: chunked is supported", 501)
     method, target, version = request_line.groups()
     if version == b"1.1" and hosts == 0:
-        raise _refuse("Missing mandatory Host: header")
+        raise refuse("Missing mandatory Host: header")
     if hosts > 1:
-        raise _refuse("Found multiple Host: headers")
+        raise refuse("Found multiple Host: headers")
     if version not in _VERSIONS and not (method == b"PRI" and target == b"*" and version == b"2.0"):
-        raise _refuse("HTTP version not supported", 505)
+        raise refuse("HTTP version not supported", 505)
     request = ParsedRequest(method, target, version, fields)
     http11 = version >= b"1.1"
     for name, value in (
@@ -178,7 +183,7 @@ class ChunkedBody:
         if self._discard:
             got = bytes(buf[: len(self._discard)])
             if not self._discard.startswith(got):
-                raise _refuse("malformed chunk footer")
+                raise refuse("malformed chunk footer")
             del buf[: len(got)]
             self._discard = self._discard[len(got) :]
             if self._discard:
@@ -189,7 +194,7 @@ class ChunkedBody:
                 return None
             header = _CHUNK_HEADER.fullmatch(buf, 0, end + 2)
             if header is None:
-                raise _refuse("illegal chunk header")
+                raise refuse("illegal chunk header")
             self._left = int(header.group(1), 16)
             del buf[: end + 2]
             if self._left == 0:
@@ -210,12 +215,12 @@ def _take_trailer(buf: bytearray) -> bool:
     if buf[:1] == b"\n" or buf[:2] == b"\r\n":  # no trailer fields
         del buf[: 1 if buf[:1] == b"\n" else 2]
         return True
-    blank = re.search(rb"\n\r?\n", buf)
+    blank = HEAD_END.search(buf)
     if blank is None:
         return False
     for line in bytes(buf[: blank.start()]).split(b"\n"):
         line = line[:-1] if line.endswith(b"\r") else line
         if line[:1] in (b" ", b"\t") or FIELD_LINE.fullmatch(line) is None:
-            raise _refuse("illegal trailer line")
+            raise refuse("illegal trailer line")
     del buf[: blank.end()]
     return True

@@ -24,7 +24,7 @@ from enum import Enum
 
 import h11
 
-from trioproxy.server.guards.h1_read import FIELD_NAME, FIELD_VALUE
+from trioproxy.server.guards.h1_read import FIELD_NAME, FIELD_VALUE, MAX_LENGTH_DIGITS
 
 __all__ = ["BodyWriter", "Framing", "informational_head", "response_head"]
 
@@ -42,10 +42,6 @@ class Framing(Enum):
     """Up to the connection's close (an HTTP/1.0 client, no length known)."""
 
 
-def _error(message: str) -> h11.LocalProtocolError:
-    return h11.LocalProtocolError(message)
-
-
 def _fields(headers: list[tuple[bytes, bytes]]) -> list[_Field]:
     """Each field checked as h11 checks it; a repeated equal length dropped, as h11 does."""
     out = []
@@ -53,22 +49,22 @@ def _fields(headers: list[tuple[bytes, bytes]]) -> list[_Field]:
     chunked = False
     for name, value in headers:
         if FIELD_NAME.fullmatch(name) is None or FIELD_VALUE.fullmatch(value) is None:
-            raise _error(f"illegal header field {name!r}: {value!r}")
+            raise h11.LocalProtocolError(f"illegal header field {name!r}: {value!r}")
         lower = name.lower()
         if lower == b"content-length":
             values = {part.strip() for part in value.split(b",")}
             value = values.pop()
-            if values or not value.isdigit() or len(value) > 20:
-                raise _error("bad Content-Length")
+            if values or not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
+                raise h11.LocalProtocolError("bad Content-Length")
             if length is not None:
                 if length != value:
-                    raise _error("conflicting Content-Length headers")
+                    raise h11.LocalProtocolError("conflicting Content-Length headers")
                 continue
             length = value
         elif lower == b"transfer-encoding":
             value = value.lower()
             if chunked or value != b"chunked":
-                raise _error("Only Transfer-Encoding: chunked is supported")
+                raise h11.LocalProtocolError("Only Transfer-Encoding: chunked is supported")
             chunked = True
         out.append((name, lower, value))
     return out
@@ -132,7 +128,7 @@ def response_head(
     request); ``keep_alive`` whether the request lets the connection be kept.
     """
     if not 200 <= status < 1000:
-        raise _error("Response status_code should be in range [200, 1000)")
+        raise h11.LocalProtocolError("Response status_code should be in range [200, 1000)")
     fields = _fields(headers)
     need_close = method == b"CONNECT" and 200 <= status < 300
     # The framing headers are those of GET when the request was HEAD.
@@ -157,9 +153,11 @@ def informational_head(
 ) -> bytes:
     """A 1xx head; never 101, since no protocol switch is served."""
     if not 100 <= status < 200:
-        raise _error("InformationalResponse status_code should be in range [100, 200)")
+        raise h11.LocalProtocolError(
+            "InformationalResponse status_code should be in range [100, 200)"
+        )
     if status == 101:
-        raise _error("no protocol switch is served")
+        raise h11.LocalProtocolError("no protocol switch is served")
     return _head(status, reason, _fields(headers))
 
 
@@ -180,7 +178,7 @@ class BodyWriter:
         if framing is Framing.CLOSE:
             return data
         if len(data) > self._left:
-            raise _error("Too much data for declared Content-Length")
+            raise h11.LocalProtocolError("Too much data for declared Content-Length")
         self._left -= len(data)
         return data
 
@@ -188,5 +186,5 @@ class BodyWriter:
         if self._framing is Framing.CHUNKED:
             return b"0\r\n\r\n"
         if self._left:
-            raise _error("Too little data for declared Content-Length")
+            raise h11.LocalProtocolError("Too little data for declared Content-Length")
         return b""

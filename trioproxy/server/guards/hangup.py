@@ -103,7 +103,7 @@ class HangupWatcher:
     def forget(self, hangup: "Hangup") -> None:
         with self.lock:
             hangup.action = None
-            if hangup.registered and self.armed.get(hangup.fd) is hangup:
+            if self.armed.get(hangup.fd) is hangup:  # registered, and still its own entry
                 del self.armed[hangup.fd]
                 with contextlib.suppress(OSError):  # closed: the kernel dropped it
                     self._epoll.unregister(hangup.fd)
@@ -115,6 +115,7 @@ class HangupWatcher:
             self._closed = True
             for hangup in self.armed.values():
                 hangup.action = None
+                hangup.registered = False
             self.armed.clear()
             thread = self._thread
         os.write(self._wake_w, b"x")
@@ -177,9 +178,9 @@ class Hangup:
         self._watcher.arm(self, action)
 
     def disarm(self) -> None:
-        """After this returns, the action never runs."""
-        if self.action is not None:
-            self._watcher.disarm(self)
+        """After this returns, the action never runs, and one already running has
+        ended (it runs under the lock, which the disarm takes)."""
+        self._watcher.disarm(self)
 
     def forget(self) -> None:
         """The connection is ending: its socket leaves the watcher (before it is closed)."""

@@ -108,14 +108,21 @@ class GuardedH11Protocol(H11Protocol):
         send: Callable[[Event], Awaitable[None]],
         *,
         hangup: Hangup | None = None,
+        send_bytes: Callable[[bytes], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(
             app, config, context, task_group, connection_state, ssl, client, server, send
         )
+        # The server's write of plain bytes: a relayed chunk needs no RawData event.
+        self._send_bytes = send_bytes or self._send_raw
         self.connection = ServerConnection(
             config.h11_max_incomplete_size, raw_names=config.h11_pass_raw_headers
         )
         self._hangup = hangup  # one per connection, for each of its requests in turn
+
+    async def _send_raw(self, data: bytes) -> None:
+        if data:
+            await self.send(RawData(data=data))
 
     async def stream_send(self, event: StreamEvent) -> None:
         # Response, body and end go straight to the connection's writer, with
@@ -134,8 +141,7 @@ class GuardedH11Protocol(H11Protocol):
             if connection.their_state is not h11.ERROR:  # as hypercorn's _send_h11_event
                 raise
             return
-        if data:  # an empty write (the end of a body with a length) needs no call
-            await self.send(RawData(data=data))
+        await self._send_bytes(data)  # an empty one (a body's end with a length) writes nothing
 
     def _response_head(self, event: Response) -> bytes:
         headers = event.headers
