@@ -5,7 +5,6 @@ once (vLLM takes half a minute) from a synchronous fixture and shares it."""
 
 import os
 import re
-import socket
 import subprocess
 import time
 import urllib.error
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from trioproxy.conformance.proxy_process import free_port
 from trioproxy.engines.cache import Installed
 
 __all__ = ["MODEL", "Engine", "running_engine"]
@@ -53,12 +53,6 @@ class Engine:
     def aborts(self) -> int:
         """How many requests the engine has logged as aborted so far."""
         return len(_ABORTED[self.engine].findall(self.log_text()))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command(installed: Installed, port: int) -> list[str]:
@@ -100,7 +94,7 @@ def _healthy(origin: str) -> bool:
 @contextmanager
 def running_engine(installed: Installed, log: Path) -> Iterator[Engine]:
     """Start the engine, wait until ``/health`` answers 200, stop it on exit."""
-    port = _free_port()
+    port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
             _command(installed, port),

@@ -48,6 +48,7 @@ from trioproxy.proxy.gateway.reload import SettingsFile
 from trioproxy.proxy.relay.race import Relay
 from trioproxy.proxy.upstream.balance import Balancer
 from trioproxy.proxy.upstream.pool import UpstreamPool
+from trioproxy.proxy.upstream.routing import Router
 from trioproxy.server import serve_app
 
 __all__ = ["CONTROL_HEADERS", "build_app", "open_upstream_pool", "serve_proxy"]
@@ -65,6 +66,11 @@ CONTROL_HEADERS = (
 def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> QuartTrio:
     app = QuartTrio("trioproxy")
 
+    def admin_off() -> Any:
+        if admin.enabled:
+            return None
+        return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+
     def admin_denied() -> Any:
         if admin.allowed(request.scope):  # type: ignore[arg-type]
             return None
@@ -72,8 +78,8 @@ def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> Qu
 
     @app.get("/admin/")
     async def admin_page() -> Any:
-        if not admin.enabled:
-            return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+        if off := admin_off():
+            return off
         # The page holds no data: it asks for the key and sends it on every call.
         return Response(admin.page(), content_type="text/html; charset=utf-8")
 
@@ -81,8 +87,8 @@ def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> Qu
     @app.get("/admin/admin.css")
     async def admin_asset() -> Any:
         # The page's script and styles: files of their own, so the CSP needs no 'unsafe-inline'.
-        if not admin.enabled:
-            return _json_error(404, "the admin is off: start with --admin-key", "not_found")
+        if off := admin_off():
+            return off
         name = request.path.rsplit("/", 1)[1]
         return Response(admin.asset(name), content_type=ASSETS[name])
 
@@ -110,8 +116,8 @@ def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> Qu
         answers, unanswered = await admin.cluster.reload("POST /admin/reload")
         if failed := [a for a in answers if not a["reloaded"]]:
             reasons = "; ".join(f"worker {a['pid']}: {a['message']}" for a in failed)
-            body = error_body(f"settings not reloaded: {reasons}", "server_error", "reload_failed")
-            return Response(body, status=500, content_type="application/json")
+            message = f"settings not reloaded: {reasons}"
+            return _json_error(500, message, "reload_failed", "server_error")
         return jsonify({"reloaded": True, "workers": answers, "unanswered": unanswered})
 
     @app.get("/metrics")
@@ -143,9 +149,9 @@ def _control_app(admin: Admin, metrics: Metrics, live: Callable[[], Live]) -> Qu
     return app
 
 
-def _json_error(status: int, message: str, code: str) -> Any:
+def _json_error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> Any:
     return Response(
-        error_body(message, "invalid_request_error", code),
+        error_body(message, kind, code),
         status=status,
         content_type="application/json",
     )
@@ -161,7 +167,7 @@ def build_app(
     """The app, the cluster that answers the other workers (``run_dir``: see cluster),
     and the settings it serves on, which ``settings_file`` reloads; ``tracing``
     observes the API's records as they end."""
-    metrics = Metrics(models=_plain_models(config))
+    metrics = Metrics(models=_plain_models(config.router()))
     inflight = Inflight()
     # Every request's one record: the metrics count them all; the admin's list
     # shows the API's (a browser's /favicon.ico is counted, not listed).
@@ -215,9 +221,9 @@ def build_app(
     return routed, cluster, live
 
 
-def _plain_models(config: ProxyConfig) -> frozenset[str]:
-    configured = {m for u in config.router().upstreams for m in u.models}
-    return frozenset(m for m in configured if not any(c in m for c in "*?["))
+def _plain_models(router: Router) -> frozenset[str]:
+    """The exact model names, the only ones the metrics label by name."""
+    return frozenset(name for name, _ in router.exact_names())
 
 
 def _snapshots(
@@ -250,7 +256,7 @@ def _snapshots(
         metrics_keys = {config.metrics_key, config.admin_key} if config.metrics_key else set()
         if before is not None:  # the upstreams that went close as they come back idle
             pool.reconfigure(frozenset(u.origin for u in router.upstreams), contexts)
-            metrics.configure_models(_plain_models(config))
+            metrics.configure_models(_plain_models(router))
         return Snapshot(
             config=config,
             api=cors(relay),

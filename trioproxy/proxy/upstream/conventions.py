@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
-from trioproxy.proxy.upstream.headers import CREDENTIALS, DROP_UP, HOP_BY_HOP
+from trioproxy.proxy.upstream.headers import CREDENTIALS, DROP_UP
 
 __all__ = ["HEADERS_MAX", "QUERY_MAX", "Conventions", "check_name"]
 
@@ -31,8 +31,7 @@ _NAME_MAX = 100
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 _VISIBLE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 """Visible ASCII, spaces inside: no CR, LF, NUL or other control byte, nothing to trim."""
-_FRAMING = frozenset({b"host", b"content-length", b"expect"})
-_RESERVED = HOP_BY_HOP | _FRAMING
+_RESERVED = DROP_UP | {b"expect"}
 """Names that describe the connection or the body's framing: the proxy's to set."""
 
 
